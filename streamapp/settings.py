@@ -1,0 +1,199 @@
+"""The one settings object: every knob of streamapp, read from the environment and `.env`.
+
+Nothing else in the code base reads `os.environ` for configuration; it calls `get_settings()`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BROKER_PORT = 9092
+
+
+class VitalThresholds(BaseSettings):
+    """Medical thresholds of the IoT seed; overridable, never spread as literals."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMAPP_VITALS_", env_file=".env", extra="ignore")
+
+    spo2_critical: float = 88.0  # SpO2 < 88 % -> CRITICAL_SPO2
+    temperature_critical: float = 38.0  # T >= 38.0 C -> CRITICAL_TEMPERATURE
+    heart_rate_min: float = 40.0  # HR < 40 -> CRITICAL_HEART_RATE
+    heart_rate_max: float = 180.0  # HR > 180 -> CRITICAL_HEART_RATE
+    combo_spo2: float = 92.0  # SpO2 <= 92 % and T >= combo_temperature -> CRITICAL_FEVER_HYPOXIA
+    combo_temperature: float = 38.0
+
+
+class Settings(BaseSettings):
+    """Everything the app, its commands and its tests can be told from outside."""
+
+    model_config = SettingsConfigDict(env_prefix="STREAMAPP_", env_file=".env", extra="ignore")
+
+    app_id: str = "streamapp"
+    var_dir: Path = Path("var")
+    broker: str = ""  # empty: the local Apache Kafka that `python -m streamapp.stack up` started
+    broker_credentials_sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    broker_username: str = ""
+    broker_password: str = ""
+    broker_ssl_cafile: str = ""  # setting it turns on TLS towards the brokers
+    broker_ssl_certfile: str = ""
+    broker_ssl_keyfile: str = ""
+    database_url: str = ""  # default: sqlite+aiosqlite:///<var_dir>/streamapp.db
+    orders_database_url: str = ""  # default: sqlite+aiosqlite:///<var_dir>/orders.db
+    database_connect_args: str = ""  # JSON object passed to the driver (e.g. TLS options)
+    lake_dir: Path | None = None  # default: <var_dir>/lake
+    web_port: int = 6066
+    web_host: str = ""  # default: 127.0.0.1 without an API token, 0.0.0.0 with one
+    pseudonym_key: str = ""  # default: generated once into <var_dir>/pseudonym.key
+    api_token: str = ""
+
+    # consumer-group timing: fast joins on a local broker; production can raise them
+    broker_session_timeout: float = 6.0
+    broker_heartbeat_interval: float = 1.0
+    broker_rebalance_timeout: float = 10.0
+    broker_request_timeout: float = 30.0
+    broker_commit_interval: float = 1.0
+    consumer_max_fetch_size: int = 4 * 1024 * 1024
+    stream_buffer_maxsize: int = 16384
+    producer_linger_ms: float = 5.0
+    producer_acks: str = "all"
+
+    topic_partitions: int = 4
+    topic_replication: int = 1
+
+    # micro-batching: the batch grows under load and shrinks when idle to keep latency in budget
+    batch_max_size: int = 1000
+    batch_max_wait_s: float = 0.05
+    latency_budget_ms: float = 250.0
+
+    # sinks
+    lake_flush_rows: int = 5000
+    lake_flush_seconds: float = 5.0
+    sink_retry_max_s: float = 30.0
+
+    # IoT pipeline
+    window_seconds: int = 300
+    window_grace_seconds: int = 600
+    device_silence_seconds: float = 60.0
+    max_future_skew_seconds: float = 300.0
+    max_request_bytes: int = 1_048_576
+    max_batch_items: int = 1000
+
+    # e-commerce
+    dedup_retention_days: float = 7.0
+
+    # machine health
+    history_window: int = 30
+    model_poll_seconds: float = 5.0
+    mlflow_experiment_prefix: str = "streamapp"
+    mlflow_tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")
+
+    @field_validator("var_dir", mode="after")
+    @classmethod
+    def _absolute_var_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    # ---- derived values -------------------------------------------------------------------
+    @property
+    def broker_url(self) -> str:
+        """The broker(s) as Faust wants them: `kafka://host:port[;host:port]`."""
+        raw = self.broker.strip() or self.local_broker_url()
+        return raw if "://" in raw else f"kafka://{raw}"
+
+    @property
+    def broker_is_local_default(self) -> bool:
+        return not self.broker.strip()
+
+    def local_broker_url(self) -> str:
+        """The address the local stack wrote when it started Kafka, else the usual port."""
+        state = self.var_dir / "stack" / "kafka.url"
+        if state.exists():
+            text = state.read_text().strip()
+            if text:
+                return text
+        return f"kafka://127.0.0.1:{DEFAULT_BROKER_PORT}"
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """`host:port` strings for plain aiokafka clients."""
+        url = self.broker_url.split("://", 1)[1]
+        return [part.strip() for part in url.replace(",", ";").split(";") if part.strip()]
+
+    @property
+    def iot_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.var_dir / 'streamapp.db'}"
+
+    @property
+    def returns_database_url(self) -> str:
+        return self.orders_database_url or f"sqlite+aiosqlite:///{self.var_dir / 'orders.db'}"
+
+    @property
+    def lake_path(self) -> Path:
+        return (self.lake_dir or self.var_dir / "lake").expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.var_dir / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.var_dir / "mlartifacts"
+
+    @property
+    def listen_host(self) -> str:
+        if self.web_host:
+            return self.web_host
+        return "0.0.0.0" if self.api_token else "127.0.0.1"
+
+    @property
+    def vitals(self) -> VitalThresholds:
+        return VitalThresholds()
+
+    def pseudonym_secret(self) -> bytes:
+        """The HMAC key for patient pseudonyms: from the environment, else generated once into var/."""
+        if self.pseudonym_key:
+            return self.pseudonym_key.encode()
+        key_file = self.var_dir / "pseudonym.key"
+        if not key_file.exists():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = key_file.with_suffix(".tmp")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            try:
+                tmp.link(key_file)  # atomic and never overwrites a key another process wrote first
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        return key_file.read_text().strip().encode()
+
+    def redacted(self) -> dict[str, object]:
+        """Settings safe to show in logs and `/health`: secrets masked."""
+        shown: dict[str, object] = {}
+        for name, value in self.model_dump().items():
+            if any(word in name for word in ("password", "token", "key")) and value:
+                shown[name] = "***"
+            elif name.endswith("database_url") and value:
+                shown[name] = redact_url(str(value))
+            else:
+                shown[name] = str(value) if isinstance(value, Path) else value
+        return shown
+
+
+def redact_url(url: str) -> str:
+    """Mask the password in a `scheme://user:password@host/db` URL."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
