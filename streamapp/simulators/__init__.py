@@ -1,0 +1,1 @@
+"""Pure generators of realistic streams (orders, IoT vitals, machines); no Kafka here."""
