@@ -1,0 +1,101 @@
+"""Mini-batch training of one member network, with early stopping on validation runs."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+# on_epoch(epoch, mean training loss): called from the training thread after every epoch
+EpochCallback = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """What early stopping kept: best epoch, its validation RMSE (target units), epochs run and wall time."""
+
+    best_epoch: int
+    best_val_rmse: float
+    epochs_run: int
+    seconds: float
+
+
+@contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run with `num_threads` intra-op threads if given (restored afterwards); else keep the caller's setting."""
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        if num_threads is not None:
+            torch.set_num_threads(previous)
+
+
+def predict_batches(net: nn.Module, windows: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+    """Network outputs for float32 windows, in eval mode and without gradients."""
+    net.eval()
+    outputs = []
+    with torch.no_grad():
+        for start in range(0, len(windows), batch_size):
+            outputs.append(net(torch.from_numpy(windows[start : start + batch_size])).numpy())
+    return np.concatenate(outputs) if outputs else np.zeros(0, dtype=np.float32)
+
+
+def train_network(
+    net: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    *,
+    max_epochs: int,
+    patience: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    target_scale: float = 1.0,
+    on_epoch: EpochCallback | None = None,
+) -> FitReport:
+    """Adam on MSE with plateau LR halving; keeps the weights of the best validation epoch."""
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    order_rng = np.random.default_rng(seed)
+    x_train, y_train = torch.from_numpy(train[0]), torch.from_numpy(train[1])
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, patience // 3))
+    best_rmse, best_epoch, best_state, stale = math.inf, 0, copy.deepcopy(net.state_dict()), 0
+    epoch = 0
+    for epoch in range(1, max_epochs + 1):
+        net.train()
+        order = torch.from_numpy(order_rng.permutation(len(x_train)))
+        total, count = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(net(x_train[index]), y_train[index])
+            loss.backward()
+            nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            optimizer.step()
+            total += loss.item() * len(index)
+            count += len(index)
+        val_rmse = float(np.sqrt(np.mean((predict_batches(net, val[0]) - val[1]) ** 2))) * target_scale
+        scheduler.step(val_rmse)
+        if on_epoch is not None:
+            on_epoch(epoch, total / max(count, 1))
+        if val_rmse < best_rmse - 1e-6:
+            best_rmse, best_epoch, best_state, stale = val_rmse, epoch, copy.deepcopy(net.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    net.load_state_dict(best_state)
+    net.eval()
+    return FitReport(best_epoch, best_rmse, epoch, time.perf_counter() - started)
