@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     mlflow_experiment_prefix: str = "streamapp"
     mlflow_tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")
 
+    # local stack (`python -m streamapp.stack`): Kafka jars are cached outside the repo
+    kafka_version: str = ""  # default: the version streamapp.stack verified against aiokafka and faust
+    stack_cache_dir: Path | None = None  # default: $XDG_CACHE_HOME/streamapp or ~/.cache/streamapp
+    xdg_cache_home: str = Field(default="", validation_alias="XDG_CACHE_HOME")
+
     @field_validator("var_dir", mode="after")
     @classmethod
     def _absolute_var_dir(cls, value: Path) -> Path:
@@ -134,6 +139,14 @@ class Settings(BaseSettings):
     @property
     def lake_path(self) -> Path:
         return (self.lake_dir or self.var_dir / "lake").expanduser().resolve()
+
+    @property
+    def cache_path(self) -> Path:
+        """Where the local stack caches downloads (Kafka jars) and its registry of running services."""
+        if self.stack_cache_dir:
+            return self.stack_cache_dir.expanduser().resolve()
+        base = Path(self.xdg_cache_home).expanduser() if self.xdg_cache_home else Path.home() / ".cache"
+        return (base / "streamapp").resolve()
 
     @property
     def tracking_uri(self) -> str:

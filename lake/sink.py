@@ -1,0 +1,85 @@
+"""A sink that buffers an agent's lake rows and writes them by size or age; only then are the
+events that produced them acknowledged, so a crash never commits an offset whose rows are not on disk."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from lake.writer import LakeDataset, SourcePosition
+
+Acknowledge = Callable[[], Awaitable[None]]
+Writer = Callable[[Callable[[], Awaitable[int]]], Awaitable[int]]
+
+
+class LakeSink:
+    """Buffers rows for several datasets; `flush` writes all of them, then runs the pending acks."""
+
+    def __init__(self, name: str, datasets: Sequence[LakeDataset], *, flush_rows: int, flush_seconds: float) -> None:
+        self.name = name
+        self.datasets = {dataset.name: dataset for dataset in datasets}
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self._rows: dict[str, list[tuple[dict[str, Any], SourcePosition]]] = {name: [] for name in self.datasets}
+        self._acks: list[Acknowledge] = []
+        self._buffered = 0
+        self._oldest: float | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def buffered_rows(self) -> int:
+        return self._buffered
+
+    def add(self, dataset: str, rows: Sequence[tuple[dict[str, Any], SourcePosition]]) -> None:
+        self._rows[dataset].extend(rows)
+        self._buffered += len(rows)
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+
+    def on_flushed(self, acknowledge: Acknowledge) -> None:
+        """Run `acknowledge` once everything added so far is on disk."""
+        self._acks.append(acknowledge)
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+
+    def due(self) -> bool:
+        if self._buffered >= self.flush_rows:
+            return True
+        return self._oldest is not None and time.monotonic() - self._oldest >= self.flush_seconds
+
+    async def flush(self, write: Writer | None = None) -> int:
+        """Write every buffered row (off the event loop), then acknowledge. Returns rows written."""
+        async with self._lock:
+            if self._oldest is None:
+                return 0
+            rows, self._rows = self._rows, {name: [] for name in self.datasets}
+            acks, self._acks = self._acks, []
+            self._buffered, self._oldest = 0, None
+            loop = asyncio.get_running_loop()
+
+            async def write_all() -> int:
+                total = 0
+                for name, dataset_rows in rows.items():
+                    if dataset_rows:
+                        total += await loop.run_in_executor(None, self.datasets[name].write, dataset_rows)
+                return total
+
+            try:
+                written = await (write(write_all) if write else write_all())
+            except BaseException:
+                # put everything back so nothing is acknowledged unwritten
+                for name, dataset_rows in rows.items():
+                    self._rows[name][:0] = dataset_rows
+                    self._buffered += len(dataset_rows)
+                self._acks[:0] = acks
+                self._oldest = self._oldest or time.monotonic()
+                raise
+            for acknowledge in acks:
+                await acknowledge()
+            return written
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        for dataset in self.datasets.values():
+            dataset.forget_partition(topic, partition)

@@ -1,0 +1,114 @@
+"""Parquet datasets with Hive-style partitions, written atomically and effectively once.
+
+Every file holds the rows of one source topic-partition for one Hive partition, and its name carries
+the offset range (`part-<topic>-<partition>-<first>-<last>.parquet`). Before writing, rows at or below
+the highest offset already on disk for that (source partition, Hive partition) are dropped, so a replay
+after a crash never adds a row twice. Files are written under a hidden temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_FILE_RE = re.compile(r"^part-(?P<topic>.+)-(?P<partition>\d+)-(?P<first>\d+)-(?P<last>\d+)\.parquet$")
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """Where a row came from: the Kafka topic, partition and offset of its event."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def _safe(value: Any) -> str:
+    text = "__HIVE_DEFAULT_PARTITION__" if value is None or value == "" else str(value)
+    return quote(text, safe="-_.")
+
+
+class LakeDataset:
+    """One dataset (e.g. `raw/iot_measurements`) under the lake root."""
+
+    def __init__(self, root: Path, name: str, schema: pa.Schema, partition_by: Sequence[str] = ()) -> None:
+        self.root = Path(root)
+        self.name = name
+        self.schema = schema
+        self.partition_by = list(partition_by)
+        self.path = self.root / name
+        self._file_schema = pa.schema([f for f in schema if f.name not in self.partition_by])
+        self._high_water: dict[tuple[str, int, str], int] = {}
+        self._lock = threading.Lock()
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Drop cached high-water marks for a source partition (after a rebalance another worker may write)."""
+        with self._lock:
+            for key in [k for k in self._high_water if k[0] == topic and k[1] == partition]:
+                del self._high_water[key]
+
+    def _hive_dir(self, row: dict[str, Any]) -> str:
+        return "/".join(f"{col}={_safe(row.get(col))}" for col in self.partition_by)
+
+    def _written_up_to(self, topic: str, partition: int, hive_dir: str) -> int:
+        key = (topic, partition, hive_dir)
+        if key not in self._high_water:
+            highest = -1
+            directory = self.path / hive_dir if hive_dir else self.path
+            prefix = f"part-{topic}-{partition}-"
+            if directory.is_dir():
+                for entry in os.scandir(directory):
+                    if entry.name.startswith(prefix):
+                        match = _FILE_RE.match(entry.name)
+                        if match and match["topic"] == topic and int(match["partition"]) == partition:
+                            highest = max(highest, int(match["last"]))
+            self._high_water[key] = highest
+        return self._high_water[key]
+
+    def write(self, rows: Iterable[tuple[dict[str, Any], SourcePosition]]) -> int:
+        """Write rows (blocking: call it from an executor). Returns how many rows were new."""
+        groups: dict[tuple[str, int, str], list[tuple[dict[str, Any], int]]] = defaultdict(list)
+        for row, position in rows:
+            groups[(position.topic, position.partition, self._hive_dir(row))].append((row, position.offset))
+        written = 0
+        with self._lock:
+            for (topic, partition, hive_dir), members in groups.items():
+                done_up_to = self._written_up_to(topic, partition, hive_dir)
+                fresh = [(row, offset) for row, offset in members if offset > done_up_to]
+                if not fresh:
+                    continue
+                first = min(offset for _, offset in fresh)
+                last = max(offset for _, offset in fresh)
+                directory = self.path / hive_dir if hive_dir else self.path
+                directory.mkdir(parents=True, exist_ok=True)
+                columns = {f.name: [row.get(f.name) for row, _ in fresh] for f in self._file_schema}
+                table = pa.Table.from_pydict(columns, schema=self._file_schema)
+                final = directory / f"part-{topic}-{partition}-{first}-{last}.parquet"
+                temporary = directory / f".{final.name}.{os.getpid()}.tmp"
+                pq.write_table(table, temporary, compression="zstd")
+                with open(temporary, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(temporary, final)
+                self._high_water[(topic, partition, hive_dir)] = last
+                written += len(fresh)
+        return written
+
+
+def read_dataset(root: Path, name: str) -> pa.Table:
+    """Read a whole dataset back with its Hive partition columns (for tests, benchmarks and users)."""
+    import pyarrow.dataset as ds
+
+    path = Path(root) / name
+    if not path.exists():
+        return pa.table({})
+    return ds.dataset(str(path), format="parquet", partitioning="hive").to_table()

@@ -1,0 +1,29 @@
+"""The one Faust application. Agents, views and commands are found by autodiscovery."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from streamapp.faust_config import LazyFaustOptions
+from streamapp.settings import get_settings
+
+DISCOVERED_PACKAGES = ["agents", "tables", "streamapp.views", "streamapp.commands", "streamapp.lifecycle", "dashboards"]
+
+
+class StreamApp(faust.App):
+    """A Faust app whose id (the consumer group and topic prefix) also comes from the settings."""
+
+    def _load_settings(self, *, silent: bool = False) -> Any:
+        _, defaults = self._default_options
+        self._default_options = (get_settings().app_id, defaults)
+        return super()._load_settings(silent=silent)
+
+
+app = StreamApp(
+    "streamapp",
+    autodiscover=DISCOVERED_PACKAGES,
+    origin="streamapp",
+)
+app.config_from_object(LazyFaustOptions())

@@ -1,0 +1,1 @@
+"""Faust CLI commands of streamapp (`faust -A streamapp <command>`), found by autodiscovery."""

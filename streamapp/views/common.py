@@ -1,0 +1,61 @@
+"""What every view shares: bearer-token checks on writes, bounded JSON bodies, 4xx with every reason."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+from typing import Any
+
+from faust.web import Request, Response, View
+
+from streamapp.settings import get_settings
+
+
+class RequestError(Exception):
+    """A client error: answered with `status` and every reason at once."""
+
+    def __init__(self, status: int, reasons: list[str]) -> None:
+        super().__init__("; ".join(reasons))
+        self.status = status
+        self.reasons = reasons
+
+
+def check_token(request: Request) -> None:
+    """With `STREAMAPP_API_TOKEN` set, writes need `Authorization: Bearer <token>` (constant-time compare)."""
+    token = get_settings().api_token
+    if not token:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        raise RequestError(401, ["missing or wrong bearer token"])
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+async def read_json(request: Request, *, max_bytes: int | None = None) -> Any:
+    """The request body as JSON, refusing bodies over the limit, invalid JSON, NaN and Infinity."""
+    limit = max_bytes or get_settings().max_request_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestError(413, [f"body of {request.content_length} bytes is over the limit of {limit}"])
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise RequestError(413, [f"body is over the limit of {limit} bytes"])
+    try:
+        return json.loads(body, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise RequestError(422, ["body is nested too deeply"]) from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, [f"body is not valid JSON: {exc}"]) from exc
+
+
+def finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def error_response(view: View, error: RequestError) -> Response:
+    body = {"detail": error.reasons, "status": error.status}
+    return view.json(body, status=error.status)
