@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -28,3 +29,18 @@ async def migrate(role: Role) -> None:
     async with get_engine(role).begin() as connection:
         await connection.run_sync(_upgrade, role)
     log.info("schema of %s database is current", role.value)
+
+
+_current: set[Role] = set()
+_locks: dict[Role, asyncio.Lock] = {}
+
+
+async def ensure_schema(role: Role) -> None:
+    """Migrate the role's database once per process, before its first write or read."""
+    if role in _current:
+        return
+    lock = _locks.setdefault(role, asyncio.Lock())
+    async with lock:
+        if role not in _current:
+            await migrate(role)
+            _current.add(role)
