@@ -51,7 +51,9 @@ def load_subset(data_dir: Path | str, name: str = "FD001") -> CmapssSubset:
     return CmapssSubset(name, read_cmapss_file(root / f"train_{name}.txt"), test, test_rul)
 
 
-def with_rul(frame: pd.DataFrame, final_rul: np.ndarray | None = None, cap: float | None = None) -> pd.DataFrame:
+def with_rul(
+    frame: pd.DataFrame, final_rul: np.ndarray | None = None, cap: float | None = None
+) -> pd.DataFrame:
     """A copy with an `rul` column: cycles left at each row (runs end at failure unless `final_rul` per unit)."""
     parts = []
     for position, (_, run) in enumerate(frame.groupby("unit", sort=True)):
@@ -62,7 +64,9 @@ def with_rul(frame: pd.DataFrame, final_rul: np.ndarray | None = None, cap: floa
     return out
 
 
-def feature_rows(frame: pd.DataFrame, feature_names: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def feature_rows(
+    frame: pd.DataFrame, feature_names: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Feature matrix (rows in unit then cycle order) and the unit id of each row, as `RulEnsemble.fit` takes them."""
     ordered = frame.sort_values(["unit", "cycle"], kind="stable")
     return ordered[feature_names or FEATURE_NAMES].to_numpy(np.float64), ordered["unit"].to_numpy()

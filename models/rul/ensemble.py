@@ -29,7 +29,9 @@ class RulConfig:
     window: int = 30
     rul_cap: float = 125.0
     scaling: str = "minmax"  # or "standard"; fitted on training engines only
-    exclude_features: tuple[str, ...] = ()  # declared but not fed to the networks (e.g. single-condition settings)
+    exclude_features: tuple[
+        str, ...
+    ] = ()  # declared but not fed to the networks (e.g. single-condition settings)
     members: tuple[str, ...] = MEMBER_KINDS
     hidden: int = 64
     layers: int = 2
@@ -51,7 +53,13 @@ class RulConfig:
 
     def network(self, n_features: int) -> NetworkConfig:
         return NetworkConfig(
-            n_features, self.hidden, self.layers, self.dropout, self.tcn_channels, self.tcn_kernel, self.tcn_levels
+            n_features,
+            self.hidden,
+            self.layers,
+            self.dropout,
+            self.tcn_channels,
+            self.tcn_kernel,
+            self.tcn_levels,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,12 +107,16 @@ def conformal_quantile(scores: np.ndarray, confidence_level: float) -> float:
     return float(np.sort(scores)[rank - 1])
 
 
-def split_engines(n_engines: int, val_fraction: float, calib_fraction: float, seed: int) -> tuple[list[int], ...]:
+def split_engines(
+    n_engines: int, val_fraction: float, calib_fraction: float, seed: int
+) -> tuple[list[int], ...]:
     """Disjoint train / validation / calibration engine positions, drawn with `seed`."""
     n_val = max(1, round(n_engines * val_fraction))
     n_cal = max(1, round(n_engines * calib_fraction))
     if n_engines - n_val - n_cal < 1:
-        raise ValueError(f"{n_engines} engines: need at least one each for training, validation and calibration")
+        raise ValueError(
+            f"{n_engines} engines: need at least one each for training, validation and calibration"
+        )
     order = np.random.default_rng(seed).permutation(n_engines).tolist()
     return sorted(order[n_val + n_cal :]), sorted(order[:n_val]), sorted(order[n_val : n_val + n_cal])
 
@@ -141,12 +153,16 @@ class RulEnsemble:
             raise ValueError("training rows hold NaN or infinite values")
         started = time.perf_counter()
         runs = [run for _, run in split_runs(X, asset_ids)]
-        train_at, val_at, cal_at = split_engines(len(runs), config.val_fraction, config.calib_fraction, config.seed)
+        train_at, val_at, cal_at = split_engines(
+            len(runs), config.val_fraction, config.calib_fraction, config.seed
+        )
         train_runs = [runs[i] for i in train_at]
         self._fit_scaler(np.concatenate(train_runs))
         train = self._windows([r[:, self._used_columns] for r in train_runs], config.train_on_padded)
         val = self._windows([runs[i][:, self._used_columns] for i in val_at], config.train_on_padded)
-        calib = self._windows([runs[i][:, self._used_columns] for i in cal_at], False, allow_padded_fallback=True)
+        calib = self._windows(
+            [runs[i][:, self._used_columns] for i in cal_at], False, allow_padded_fallback=True
+        )
         network_config = config.network(len(self.used_features))
         reports: dict[str, dict[str, float]] = {}
         with torch_threads(config.num_threads):
@@ -237,7 +253,9 @@ class RulEnsemble:
         windows = np.asarray(windows, dtype=np.float64)
         expected = (self.config.window, len(self.feature_names))
         if windows.ndim != 3 or windows.shape[1:] != expected:
-            raise ValueError(f"expected windows of shape (n, {expected[0]}, {expected[1]}), got {windows.shape}")
+            raise ValueError(
+                f"expected windows of shape (n, {expected[0]}, {expected[1]}), got {windows.shape}"
+            )
         if not np.isfinite(windows).all():
             raise ValueError("windows hold NaN or infinite values; check_features before building histories")
         return windows[:, :, self._used_columns]
@@ -274,7 +292,11 @@ class RulEnsemble:
                 confidence_level=batch.confidence_level,
                 uncertainty=float(batch.uncertainty[i]),
                 model_scores={kind: float(values[i]) for kind, values in batch.members.items()},
-                metadata={"padded": was_padded, "history_len": len(histories[i]), "window": self.config.window},
+                metadata={
+                    "padded": was_padded,
+                    "history_len": len(histories[i]),
+                    "window": self.config.window,
+                },
             )
             for i, (_, was_padded) in enumerate(padded)
         ]
@@ -299,8 +321,10 @@ class RulEnsemble:
         }
 
     def _digest(self) -> str:
-        """Content hash of weights and metadata: the same training gives the same version."""
-        digest = hashlib.sha256(json.dumps({**self._metadata(), "version": None}, sort_keys=True).encode())
+        """Content hash of weights, scaler, config and quantiles (not timings): the same training gives the same version."""
+        digest = hashlib.sha256(
+            json.dumps({**self._metadata(), "version": None, "training": None}, sort_keys=True).encode()
+        )
         for kind in sorted(self.networks):
             for name, tensor in sorted(self.networks[kind].state_dict().items()):
                 digest.update(f"{kind}.{name}".encode())

@@ -25,7 +25,9 @@ class NetworkConfig:
 
 
 def _head(width: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width, width // 2), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width // 2, 1))
+    return nn.Sequential(
+        nn.Linear(width, width // 2), nn.ReLU(), nn.Dropout(dropout), nn.Linear(width // 2, 1)
+    )
 
 
 class RecurrentRegressor(nn.Module):
@@ -72,7 +74,9 @@ class TcnRegressor(nn.Module):
         super().__init__()
         blocks, n_in = [], config.n_features
         for level in range(config.tcn_levels):
-            blocks.append(_CausalBlock(n_in, config.tcn_channels, config.tcn_kernel, 2**level, config.dropout))
+            blocks.append(
+                _CausalBlock(n_in, config.tcn_channels, config.tcn_kernel, 2**level, config.dropout)
+            )
             n_in = config.tcn_channels
         self.blocks = nn.Sequential(*blocks)
         self.head = _head(config.tcn_channels, config.dropout)

@@ -70,7 +70,9 @@ def train_network(
     order_rng = np.random.default_rng(seed)
     x_train, y_train = torch.from_numpy(train[0]), torch.from_numpy(train[1])
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, patience // 3))
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=0.5, patience=max(1, patience // 3)
+    )
     best_rmse, best_epoch, best_state, stale = math.inf, 0, copy.deepcopy(net.state_dict()), 0
     epoch = 0
     for epoch in range(1, max_epochs + 1):
