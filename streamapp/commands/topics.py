@@ -47,21 +47,38 @@ async def create_topic(
     client: AIOKafkaAdminClient, name: str, partitions: int, replication: int, cleanup_policy: str | None
 ) -> None:
     configs = {"cleanup.policy": cleanup_policy} if cleanup_policy else {}
+    if name in await client.list_topics():
+        raise CommandError(f"topic {name!r} already exists")
     try:
-        await client.create_topics(
+        response = await client.create_topics(
             [NewTopic(name=name, num_partitions=partitions, replication_factor=replication, topic_configs=configs)]
         )
     except TopicAlreadyExistsError as exc:
         raise CommandError(f"topic {name!r} already exists") from exc
     except KafkaError as exc:
         raise CommandError(f"could not create topic {name!r}: {exc}") from exc
+    _raise_topic_errors("create", name, getattr(response, "topic_errors", []))
+
+
+def _raise_topic_errors(action: str, name: str, topic_errors: list[Any]) -> None:
+    """aiokafka reports per-topic failures in the response instead of raising: surface them."""
+    for entry in topic_errors:
+        code = entry[1]
+        if code == TopicAlreadyExistsError.errno:
+            raise CommandError(f"topic {name!r} already exists")
+        if code == UnknownTopicOrPartitionError.errno:
+            raise CommandError(f"topic {name!r} does not exist")
+        if code:
+            message = entry[2] if len(entry) > 2 and entry[2] else f"error code {code}"
+            raise CommandError(f"could not {action} topic {name!r}: {message}")
 
 
 async def delete_topic(client: AIOKafkaAdminClient, name: str) -> None:
     if name not in await client.list_topics():
         raise CommandError(f"topic {name!r} does not exist")
     try:
-        await client.delete_topics([name])
+        response = await client.delete_topics([name])
+        _raise_topic_errors("delete", name, getattr(response, "topic_error_codes", []))
     except UnknownTopicOrPartitionError as exc:
         raise CommandError(f"topic {name!r} does not exist") from exc
     except KafkaError as exc:
