@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, Self, TypeAlias
 
@@ -24,6 +25,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import brier_score_loss, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
+from threadpoolctl import ThreadpoolController
 
 CATEGORICAL_FEATURES = ["customer_country", "order_device", "order_channel", "order_main_category"]
 NUMERIC_FEATURES = [
@@ -49,6 +51,12 @@ MODEL_FILE = "model.joblib"
 META_FILE = "meta.json"
 
 OrderRows: TypeAlias = Sequence[Mapping[str, Any]] | pd.DataFrame
+
+
+@cache
+def _openmp() -> ThreadpoolController:
+    """Found once; its `limit` sets OpenMP threads for the calling thread only (a per-thread setting)."""
+    return ThreadpoolController()
 
 
 def _text(value: Any, default: str) -> str:
@@ -116,16 +124,24 @@ def _build_pipeline(seed: int) -> Pipeline:
         l2_regularization=1.0,
         random_state=seed,
     )
+    # ensemble=False: one booster refit on all rows, Platt-scaled on 3-fold out-of-fold scores (half the
+    # prediction cost of averaging three calibrated boosters, same ROC-AUC and Brier on simulated orders)
     return Pipeline(
-        [("features", features), ("classifier", CalibratedClassifierCV(booster, method="sigmoid", cv=3))]
+        [
+            ("features", features),
+            ("classifier", CalibratedClassifierCV(booster, method="sigmoid", cv=3, ensemble=False)),
+        ]
     )
 
 
 class ReturnModel:
     """Calibrated P(order returned) from the OrderEvent fields; fit/predict take rows or a DataFrame."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, threads: int = 1) -> None:
         self.seed = seed
+        # OpenMP threads of the booster; 1 by default because on a few thousand rows more threads only add
+        # synchronisation, which turns into 10-20x slowdowns when the cores are shared with other work
+        self.threads = threads
         self.version = "untrained"
         self.feature_names: list[str] = CATEGORICAL_FEATURES + NUMERIC_FEATURES + DERIVED_FEATURES
         self._pipeline: Pipeline | None = None
@@ -143,7 +159,8 @@ class ReturnModel:
         if len(np.unique(labels)) < 2:
             raise ValueError("training needs both returned and kept orders")
         pipeline = _build_pipeline(self.seed)
-        pipeline.fit(frame[self.feature_names], labels)
+        with _openmp().limit(limits=self.threads, user_api="openmp"):
+            pipeline.fit(frame[self.feature_names], labels)
         digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         digest.update(labels.tobytes())
         self.version = f"returns-{datetime.now(UTC):%Y%m%d%H%M%S}-{digest.hexdigest()[:8]}"
@@ -157,7 +174,8 @@ class ReturnModel:
         frame = to_frame(X)
         if frame.empty:
             return np.empty(0, dtype=np.float64)
-        proba = self._pipeline.predict_proba(frame[self.feature_names])[:, 1]
+        with _openmp().limit(limits=self.threads, user_api="openmp"):
+            proba = self._pipeline.predict_proba(frame[self.feature_names])[:, 1]
         return np.clip(proba.astype(np.float64), 0.0, 1.0)
 
     def predict(self, X: OrderRows) -> np.ndarray:
@@ -174,6 +192,7 @@ class ReturnModel:
         meta = {
             "version": self.version,
             "seed": self.seed,
+            "threads": self.threads,
             "feature_names": self.feature_names,
             "sklearn_version": sklearn.__version__,
         }
@@ -184,7 +203,7 @@ class ReturnModel:
         """Read a directory written by `save`."""
         source = Path(path)
         meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
-        model = cls(seed=int(meta["seed"]))
+        model = cls(seed=int(meta["seed"]), threads=int(meta.get("threads", 1)))
         model.version = str(meta["version"])
         model.feature_names = list(meta["feature_names"])
         model._pipeline = joblib.load(source / MODEL_FILE)
