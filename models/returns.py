@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any, Self, TypeAlias
+from typing import Any, Protocol, Self, TypeAlias
 
 import joblib
 import numpy as np
@@ -50,7 +50,14 @@ HOLDOUT_FRACTION = 0.2  # the latest 20 % of orders by event_time are held out f
 MODEL_FILE = "model.joblib"
 META_FILE = "meta.json"
 
-OrderRows: TypeAlias = Sequence[Mapping[str, Any]] | pd.DataFrame
+
+class _Record(Protocol):
+    """Anything with `asdict()`, such as a `faust.Record` (an OrderEvent)."""
+
+    def asdict(self) -> dict[str, Any]: ...
+
+
+OrderRows: TypeAlias = Sequence[Mapping[str, Any] | _Record] | pd.DataFrame
 
 
 @cache
@@ -85,8 +92,13 @@ def _flag(value: Any) -> bool:
 
 
 def to_frame(rows: OrderRows) -> pd.DataFrame:
-    """Order events -> one typed row each, missing/None/unparsable fields replaced by the defaults."""
-    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows)
+    """Order events (dicts, Records or a DataFrame) -> one typed row each, missing/None/unparsable fields
+    replaced by the defaults."""
+    records: list[Mapping[str, Any]]
+    if isinstance(rows, pd.DataFrame):
+        records = rows.to_dict("records")
+    else:
+        records = [row if isinstance(row, Mapping) else row.asdict() for row in rows]
     columns: dict[str, list[Any]] = {}
     for name in CATEGORICAL_FEATURES + [TIME_FIELD]:
         columns[name] = [_text(record.get(name), FIELD_DEFAULTS[name]) for record in records]
