@@ -7,7 +7,9 @@ so the registry can log that directory as-is.
 from __future__ import annotations
 
 import math
+import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -61,3 +63,8 @@ def feature_matrix(feature_names: list[str], rows: list[dict[str, Any]]) -> np.n
     return np.asarray([[float(row[name]) for name in feature_names] for row in rows], dtype=np.float64).reshape(
         len(rows), len(feature_names)
     )
+
+
+def new_version(prefix: str) -> str:
+    """A fresh, sortable model version: `<prefix>-<UTC time>-<random hex>`, set when a model is fitted."""
+    return f"{prefix}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
