@@ -5,6 +5,7 @@ Nothing else in the code base reads `os.environ` for configuration; it calls `ge
 
 from __future__ import annotations
 
+import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -177,7 +178,7 @@ class Settings(BaseSettings):
             tmp.write_text(secrets.token_hex(32))
             tmp.chmod(0o600)
             try:
-                tmp.link(key_file)  # atomic and never overwrites a key another process wrote first
+                os.link(tmp, key_file)  # atomic and never overwrites a key another process wrote first
             except FileExistsError:
                 pass
             finally:
