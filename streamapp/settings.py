@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     mlflow_experiment_prefix: str = "streamapp"
     mlflow_tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")
 
+    # live dashboard (GET /dashboard): off for benchmarks that must not pay for it
+    dashboard_enabled: bool = True
+    dashboard_history_points: int = 600  # points kept per patient / asset and per session plot (rollover)
+    dashboard_refresh_ms: int = 1000  # how often an open dashboard pulls new points (<= 2000)
+    dashboard_session_lifetime_s: float = 5.0  # a closed tab's session is freed after this long
+
     # local stack (`python -m streamapp.stack`): Kafka jars are cached outside the repo
     kafka_version: str = ""  # default: the version streamapp.stack verified against aiokafka and faust
     stack_cache_dir: Path | None = None  # default: $XDG_CACHE_HOME/streamapp or ~/.cache/streamapp
