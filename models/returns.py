@@ -162,6 +162,17 @@ class ReturnModel:
     def is_fitted(self) -> bool:
         return self._pipeline is not None
 
+    @property
+    def pipeline(self) -> Pipeline | None:
+        """The fitted scikit-learn pipeline (for the registry's sklearn flavour), None before `fit`."""
+        return self._pipeline
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """What the training run logs as parameters: seed, threads and the booster's hyper-parameters."""
+        booster = _build_pipeline(self.seed).named_steps["classifier"].estimator
+        return {"seed": self.seed, "threads": self.threads, **booster.get_params()}
+
     def fit(self, X: OrderRows, y: Sequence[bool] | np.ndarray | None = None) -> Self:
         """Train on order rows; `y` defaults to their `order_is_returned`. Safe to call from a thread."""
         frame = to_frame(X)

@@ -112,6 +112,7 @@ def test_save_then_load_gives_identical_predictions_and_version(
     assert loaded.feature_names == model.feature_names
     np.testing.assert_array_equal(loaded.predict_proba(orders[:500]), model.predict_proba(orders[:500]))
     assert isinstance(loaded, Predictor)
+    assert loaded.pipeline is not None and loaded.params["max_depth"] == model.params["max_depth"]
 
 
 def test_missing_optional_fields_take_the_contract_defaults(trained: tuple[ReturnModel, dict]) -> None:
