@@ -1,0 +1,3 @@
+"""Fixtures for machine-health tests."""
+
+from tests.faust_testing import captured_sends, faust_app  # noqa: F401
