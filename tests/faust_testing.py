@@ -51,11 +51,11 @@ def captured_sends(monkeypatch: pytest.MonkeyPatch, faust_app: Any) -> Iterator[
     yield captured
 
 
-async def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.01) -> None:
+async def wait_for(predicate: Any, within_s: float = 5.0, interval: float = 0.01) -> None:
     """Agents work in micro-batches after `put` returns: wait until `predicate()` holds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within_s
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
+            raise AssertionError(f"condition not met within {within_s} s")
         await asyncio.sleep(interval)
