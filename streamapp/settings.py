@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     max_future_skew_seconds: float = 300.0
     max_request_bytes: int = 1_048_576
     max_batch_items: int = 1000
+    ingest_delivery_timeout_s: float = 5.0  # the view answers 503 when the broker has not confirmed by then
+    device_status_interval_s: float = 30.0  # a device's status is re-published at least this often
+    device_degraded_quality: float = 60.0  # signal quality (0-100, smoothed) below this: degraded
 
     # e-commerce
     dedup_retention_days: float = 7.0
