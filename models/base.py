@@ -60,9 +60,9 @@ def missing_features(feature_names: list[str], features: dict[str, Any]) -> list
 
 def feature_matrix(feature_names: list[str], rows: list[dict[str, Any]]) -> np.ndarray:
     """Rows of name -> number as a float matrix in `feature_names` order (check `missing_features` first)."""
-    return np.asarray([[float(row[name]) for name in feature_names] for row in rows], dtype=np.float64).reshape(
-        len(rows), len(feature_names)
-    )
+    return np.asarray(
+        [[float(row[name]) for name in feature_names] for row in rows], dtype=np.float64
+    ).reshape(len(rows), len(feature_names))
 
 
 def new_version(prefix: str) -> str:

@@ -134,7 +134,9 @@ def fetch_version(name: str, version: str) -> Path:
     source = client.get_model_version(name, str(version)).source
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{version}-") as staging:
-        local = Path(download_artifacts(artifact_uri=source, dst_path=staging, tracking_uri=client.tracking_uri))
+        local = Path(
+            download_artifacts(artifact_uri=source, dst_path=staging, tracking_uri=client.tracking_uri)
+        )
         try:
             local.rename(target)  # atomic: readers see the whole directory or nothing
         except OSError:
@@ -222,4 +224,3 @@ def _log_flavor(client: MlflowClient, run_id: str, label: str, obj: Any) -> None
             finally:
                 sklearn_logger.setLevel(previous_level)
         client.log_artifacts(run_id, str(path), artifact_path=f"{FLAVOR_ARTIFACT_DIR}/{label}")
-

@@ -52,7 +52,9 @@ class CalibratedDetector:
             raise RuntimeError(f"{self.model_name} is not fitted")
         return self.calibration
 
-    def _finish_fit(self, feature_names: list[str] | None, n_features: int, calibration_raw: np.ndarray) -> None:
+    def _finish_fit(
+        self, feature_names: list[str] | None, n_features: int, calibration_raw: np.ndarray
+    ) -> None:
         names = list(feature_names) if feature_names is not None else [f"x{i}" for i in range(n_features)]
         if len(names) != n_features:
             raise ValueError(f"{len(names)} feature names for {n_features} columns")
@@ -112,7 +114,9 @@ class ScaledPyodDetector(CalibratedDetector):
         scaled = self.scaler.transform(X)
         train = scaled
         if self.max_train_rows is not None and len(scaled) > self.max_train_rows:
-            rows = np.random.default_rng(self.random_state).choice(len(scaled), self.max_train_rows, replace=False)
+            rows = np.random.default_rng(self.random_state).choice(
+                len(scaled), self.max_train_rows, replace=False
+            )
             train = scaled[np.sort(rows)]
         self.detector = self._make_detector().fit(train)
         self._finish_fit(feature_names, X.shape[1], self.detector.decision_function(scaled))
@@ -123,7 +127,9 @@ class ScaledPyodDetector(CalibratedDetector):
     def raw_score(self, X: np.ndarray) -> np.ndarray:
         if self.scaler is None or self.detector is None:
             raise RuntimeError(f"{self.model_name} is not fitted")
-        return np.asarray(self.detector.decision_function(self.scaler.transform(as_matrix(X))), dtype=np.float64)
+        return np.asarray(
+            self.detector.decision_function(self.scaler.transform(as_matrix(X))), dtype=np.float64
+        )
 
     def estimator(self) -> Any:
         """The fitted scikit-learn estimator inside (for MLflow's sklearn flavour)."""

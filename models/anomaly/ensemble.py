@@ -2,7 +2,9 @@
 
 Each member's score is its rank among training scores (0.95 = above 95 % of training), so the three
 are comparable; the final score combines them and is itself re-ranked against training, so every
-threshold is the same `1 - contamination` quantile. Rows whose asset has less history than the LSTM
+threshold is the same `1 - contamination` quantile. The combination is the max by default: on the
+ADBench sets the mean fell up to 0.04 ROC-AUC below the best member, the max stays within 0.015
+(`bench/eval_anomaly.py`). Rows whose asset has less history than the LSTM
 window are scored by the LSTM on a padded window, flagged, and left out of the final score.
 """
 
@@ -83,7 +85,7 @@ class AnomalyEnsemble:
     def __init__(
         self,
         contamination: float = 0.05,
-        combination: Combination = "mean",
+        combination: Combination = "max",
         isolation_forest: IsolationForestDetector | None = None,
         one_class_svm: OneClassSvmDetector | None = None,
         lstm_autoencoder: LstmAutoencoderDetector | None = None,

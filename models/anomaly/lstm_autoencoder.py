@@ -157,7 +157,11 @@ class LstmAutoencoderDetector(CalibratedDetector):
         return self
 
     def _train(
-        self, train: np.ndarray, valid: np.ndarray, rng: np.random.Generator, progress: ProgressCallback | None
+        self,
+        train: np.ndarray,
+        valid: np.ndarray,
+        rng: np.random.Generator,
+        progress: ProgressCallback | None,
     ) -> None:
         assert self.net is not None
         optimiser = torch.optim.Adam(self.net.parameters(), lr=self.learning_rate)
