@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,7 +74,11 @@ async def send_dead_letter(
 
 
 class DeadLetteringTopic(faust.Topic):
-    """A topic that turns undecodable messages into dead letters instead of crashing its agents."""
+    """A topic that turns undecodable messages into dead letters instead of crashing its agents.
+
+    Faust calls the hook once per agent subscribed to the topic; one dead letter is sent per message."""
+
+    _recently_dead: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     async def on_key_decode_error(self, exc: Exception, message: Message) -> None:
         await self._dead_letter_decode_error(exc, message)
@@ -82,6 +87,12 @@ class DeadLetteringTopic(faust.Topic):
         await self._dead_letter_decode_error(exc, message)
 
     async def _dead_letter_decode_error(self, exc: Exception, message: Message) -> None:
+        position = (message.topic, message.partition, message.offset)
+        if position in self._recently_dead:
+            return
+        self._recently_dead[position] = None
+        while len(self._recently_dead) > 4096:
+            self._recently_dead.popitem(last=False)
         agents = [
             agent.name
             for agent in self.app.agents.values()
