@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from streamapp.app import app
+from streamapp.settings import get_settings
 from streamapp.sinks import flush_due_lake_sinks, forget_revoked
 
 log = logging.getLogger(__name__)
@@ -26,3 +27,16 @@ async def flush_before_handover(app: Any, revoked: set[Any], **kwargs: Any) -> N
 async def flush_at_shutdown(app: Any, **kwargs: Any) -> None:
     log.info("flushing sinks before shutdown")
     await flush_due_lake_sinks(force=True)
+
+
+@app.task
+async def announce_security() -> None:
+    """Say at start how the web server is exposed, so an open write endpoint is never a surprise."""
+    settings = get_settings()
+    if settings.api_token:
+        log.info("web server on %s:%s; POST endpoints require a bearer token", settings.listen_host, app.conf.web_port)
+    else:
+        log.warning(
+            "STREAMAPP_API_TOKEN is unset: the web server listens on %s only and write endpoints are open there",
+            settings.listen_host,
+        )
