@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     dashboard_history_points: int = 600  # points kept per patient / asset and per session plot (rollover)
     dashboard_refresh_ms: int = 1000  # how often an open dashboard pulls new points (<= 2000)
     dashboard_session_lifetime_s: float = 5.0  # a closed tab's session is freed after this long
+    dashboard_allowed_origins: str = ""  # extra host:port (comma separated) browsers may use, e.g. behind a proxy
 
     # local stack (`python -m streamapp.stack`): Kafka jars are cached outside the repo
     kafka_version: str = ""  # default: the version streamapp.stack verified against aiokafka and faust
