@@ -1,0 +1,61 @@
+"""`seen_event_ids`: event ids the returns agent has already written, with the time it first wrote them.
+
+A changelog-backed Faust table (recovered on restart and on rebalance). Keys are the raw `event_id`
+bytes and the table uses the producer's partitioner, so a key lands in the changelog partition with
+the number of its source partition (same default partitioner, same partition count) and the table can
+be pruned from a timer. Entries older than `dedup_retention_days` are deleted, so it never grows without
+bound. The table is the fast path; the database writes are idempotent on their own, so a miss
+(after pruning, or a changed partition count) costs a rewrite of identical rows, never a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from streamapp.app import app
+from streamapp.settings import get_settings
+
+log = logging.getLogger(__name__)
+PRUNE_INTERVAL_S = 600.0
+
+seen_event_ids = app.Table(
+    "seen-event-ids",
+    key_type=bytes,
+    value_type=float,
+    use_partitioner=True,
+    help="event_id -> unix time the returns agent first wrote it",
+)
+
+
+def already_seen(event_id: str) -> bool:
+    return event_id.encode() in seen_event_ids
+
+
+def remember(event_ids: Iterable[str], now: float | None = None) -> None:
+    """Record event ids whose rows are committed (call after the database transaction)."""
+    stamp = time.time() if now is None else now
+    for event_id in event_ids:
+        seen_event_ids[event_id.encode()] = stamp
+
+
+def expired_keys(entries: Iterable[tuple[bytes, float]], now: float, retention_s: float) -> list[bytes]:
+    """Keys first seen more than `retention_s` before `now`."""
+    return [key for key, first_seen in entries if now - float(first_seen) > retention_s]
+
+
+def prune(now: float | None = None) -> int:
+    """Delete the entries past the retention from the partitions this worker holds; returns how many."""
+    retention_s = get_settings().dedup_retention_days * 86_400.0
+    stale = expired_keys(list(seen_event_ids.items()), time.time() if now is None else now, retention_s)
+    for key in stale:
+        del seen_event_ids[key]
+    return len(stale)
+
+
+@app.timer(interval=PRUNE_INTERVAL_S)
+async def prune_seen_event_ids() -> None:
+    removed = prune()
+    if removed:
+        log.info("seen_event_ids: pruned %d ids older than the retention", removed)
