@@ -1,0 +1,36 @@
+"""Session-wide test setup: a private var dir (nothing lands in the repo's var/) and service fixtures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import pytest
+
+_SESSION_VAR_DIR = tempfile.mkdtemp(prefix="streamapp-test-var-")
+os.environ["STREAMAPP_VAR_DIR"] = _SESSION_VAR_DIR  # before anything reads the settings
+
+from streamapp.settings import get_settings  # noqa: E402
+
+get_settings.cache_clear()
+
+from tests.services import (  # noqa: E402, F401  (fixtures)
+    kafka,
+    mariadb,
+    mariadb_database_url,
+    mariadb_url,
+    mark_service_tests,
+    pg_database_url,
+    postgres,
+    postgres_url,
+    unique_topic,
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mark_service_tests(items)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_SESSION_VAR_DIR, ignore_errors=True)

@@ -1,0 +1,150 @@
+"""Pytest fixtures for the real services of the local stack: Kafka, PostgreSQL, MariaDB.
+
+Each service starts once per session on free ports in a private directory. When one cannot start,
+its tests are skipped with the reason, except under CI (`CI=true`) where that is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from streamapp.stack import KafkaService, MariaDBService, PostgresService, StackError
+
+
+class Startable(Protocol):
+    def start(self, timeout: float = ...) -> None: ...
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def start_or_skip(service: Startable, what: str) -> None:
+    """Start `service`; if it cannot, skip the test (fail it under CI) with the one-line reason."""
+    try:
+        service.start()
+    except (StackError, OSError) as exc:
+        with contextlib.suppress(Exception):
+            service.stop()
+        reason = f"{what} could not start: {exc}"
+        if in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+def _world_readable_tmpdir(prefix: str) -> Path:
+    """A temp dir the `postgres` system user can enter (pytest's own tmp dirs are root-only)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def _unique_name(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaService]:
+    """One Kafka broker (KRaft) for the session; `.url` is `kafka://127.0.0.1:PORT`, `.bootstrap` `host:port`."""
+    service = KafkaService(tmp_path_factory.mktemp("kafka"))
+    start_or_skip(service, "Apache Kafka")
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def unique_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """A factory of topic names no other test (or earlier run) uses: `prefix-testname-random`."""
+    test_name = re.sub(r"[^a-zA-Z0-9._-]+", "-", request.node.name)[:60].strip("-")
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{test_name}-{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresService]:
+    """The private PostgreSQL 15 instance of the session (fsync off: test data only)."""
+    data_dir = _world_readable_tmpdir("streamapp-test-pg-")
+    service = PostgresService(data_dir, durable=False)
+    try:
+        start_or_skip(service, "PostgreSQL")
+        yield service
+        service.stop()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: PostgresService) -> str:
+    """`postgresql+asyncpg://...` of the session's `streamapp` database."""
+    return postgres.url
+
+
+@pytest.fixture
+def pg_database_url(postgres: PostgresService) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = _unique_name("test")
+    url = postgres.create_database(name)
+    yield url
+    postgres.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBService]:
+    """The private MariaDB 10.11 instance of the session (relaxed flushing: test data only)."""
+    data_dir = Path(tempfile.mkdtemp(prefix="streamapp-test-maria-"))  # short: unix socket paths are limited
+    service = MariaDBService(data_dir, durable=False)
+    try:
+        start_or_skip(service, "MariaDB")
+        yield service
+        service.stop()
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb_url(mariadb: MariaDBService) -> str:
+    """`mysql+aiomysql://...` of the session's `orders` database."""
+    return mariadb.url
+
+
+@pytest.fixture
+def mariadb_database_url(mariadb: MariaDBService) -> Iterator[str]:
+    """A fresh, empty MariaDB database for one test, dropped afterwards."""
+    name = _unique_name("test")
+    url = mariadb.create_database(name)
+    yield url
+    mariadb.drop_database(name)
+
+
+SERVICE_MARKERS = {
+    "kafka": "broker",
+    "postgres": "postgres",
+    "postgres_url": "postgres",
+    "pg_database_url": "postgres",
+    "mariadb": "mariadb",
+    "mariadb_url": "mariadb",
+    "mariadb_database_url": "mariadb",
+}
+
+
+def mark_service_tests(items: list[pytest.Item]) -> None:
+    """Tag each test with the markers of the services its fixtures need (`-m "not broker"` works)."""
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            marker = SERVICE_MARKERS.get(fixture)
+            if marker:
+                item.add_marker(marker)
