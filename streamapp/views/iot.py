@@ -57,10 +57,9 @@ async def report_invalid(errors: list[IngestError], timeout_s: float) -> None:
         metrics.published_total.labels(iot_errors_topic.get_topic_name()).inc(len(errors))
 
 
-async def ingest(view: View, request: Request, *, legacy: bool) -> Response:
+async def ingest(view: View, request: Request, *, source: str, legacy: bool) -> Response:
     """Validate, pseudonymise, publish; 202 with the message ids, 422 with every reason, 503 if not stored."""
     settings = get_settings()
-    source = request.path
     try:
         check_token(request)
         items = _items(await read_json(request))
@@ -96,13 +95,13 @@ async def ingest(view: View, request: Request, *, legacy: bool) -> Response:
         reason = "no answer" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
         log.warning("ingestion of %d measurements not confirmed by the broker: %s", len(records), reason)
         metrics.ingested_total.labels("unavailable").inc(len(records))
-        body = {
+        refusal = {
             "status": 503, "message_ids": message_ids,
             "detail": [f"the broker did not confirm the measurements within "
                        f"{settings.ingest_delivery_timeout_s:g} s ({reason}); retry later (a retry keeps "
                        f"the same message ids, so nothing is stored twice)"],
         }
-        return view.json(body, status=503)
+        return view.json(refusal, status=503)
     metrics.ingested_total.labels("accepted").inc(len(records))
     metrics.published_total.labels(iot_measurements_topic.get_topic_name()).inc(len(records))
     body: dict[str, Any] = {"status": "accepted", "count": len(records), "message_ids": message_ids}
@@ -116,7 +115,7 @@ class MeasurementsView(View):
     """The seed's ingestion endpoint: nested `measurements`."""
 
     async def post(self, request: Request) -> Response:
-        return await ingest(self, request, legacy=False)
+        return await ingest(self, request, source="/iot/measurements", legacy=False)
 
 
 @app.page("/ingest")
@@ -124,4 +123,4 @@ class LegacyIngestView(View):
     """The seed's legacy endpoint: the nested shape or the vitals at the top level."""
 
     async def post(self, request: Request) -> Response:
-        return await ingest(self, request, legacy=True)
+        return await ingest(self, request, source="/ingest", legacy=True)
