@@ -12,6 +12,18 @@ from streamapp.sinks import flush_due_lake_sinks, forget_revoked
 log = logging.getLogger(__name__)
 
 
+@app.task
+async def declare_contract_topics() -> None:
+    """Create every contract topic at start, outputs nobody consumes yet included (the broker may not auto-create)."""
+    from streamapp.topics import CONTRACT_TOPICS
+
+    for topic in CONTRACT_TOPICS:
+        try:
+            await topic.maybe_declare()
+        except Exception:  # a missing topic shows up again on first send; say it once here
+            log.exception("could not declare topic %s", topic.get_topic_name())
+
+
 @app.timer(interval=0.5)
 async def flush_due_sinks() -> None:
     await flush_due_lake_sinks()
