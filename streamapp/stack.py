@@ -995,9 +995,10 @@ def _write_state(service: str, url: str, data_dir: Path, servers: list[ManagedSe
                 "marker": s.marker,
                 "signal": int(s.stop_signal),
                 "log": str(s.log_path),
+                "pid_file": str(s.pid_file),
             }
             for s in servers
-        ],  # fmt: skip
+        ],
     }
     _state_file(service).write_text(json.dumps(state, indent=2))
     (folder / f"{service}.url").write_text(url + "\n")
@@ -1059,7 +1060,11 @@ def cmd_up(services: list[str], brokers: int = 1, durable: bool = True) -> None:
         started = time.monotonic()
         handle, servers = _service_for_up(service, brokers, durable)
         _check_ports_free(servers)
-        handle.start()
+        try:
+            handle.start()
+        except BaseException:
+            handle.stop(timeout=5)  # never leave a half-started process that no state file points at
+            raise
         _write_state(service, handle.url, handle.data_dir, servers)
         _say(f"{service} up in {time.monotonic() - started:.1f} s (logs: {handle.data_dir})")
 
@@ -1069,11 +1074,14 @@ def cmd_down(services: list[str]) -> None:
         state = _read_state(service)
         if state is None:
             continue
+        alive = [p for p in state["processes"] if p["pid"] and _pid_alive(p["pid"], p["marker"])]
+        for proc in alive:
+            _say(f"stopping {proc['name']} (pid {proc['pid']})")
+        if alive:  # all at once: brokers stopped one by one would wait for a lost quorum
+            with ThreadPoolExecutor(len(alive)) as pool:
+                list(pool.map(lambda p: stop_pid(p["pid"], p["marker"], p["signal"]), alive))
         for proc in state["processes"]:
-            if proc["pid"] and _pid_alive(proc["pid"], proc["marker"]):
-                _say(f"stopping {proc['name']} (pid {proc['pid']})")
-                stop_pid(proc["pid"], proc["marker"], proc["signal"])
-                Path(proc["marker"]).parent.joinpath(f"{proc['name']}.pid").unlink(missing_ok=True)
+            Path(proc["pid_file"]).unlink(missing_ok=True)
         _state_file(service).unlink(missing_ok=True)
         (state_dir() / f"{service}.url").unlink(missing_ok=True)
         _say(f"{service} down")
