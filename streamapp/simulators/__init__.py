@@ -14,6 +14,7 @@ from pathlib import Path
 
 SIMULATORS: dict[str, str] = {
     "orders": "streamapp.commands.simulate_orders:run_orders",
+    "iot": "streamapp.commands.simulate_iot:run_iot",
 }
 
 
@@ -28,6 +29,9 @@ class SimulateOptions:
     rate: float | None = None  # events per second when producing; None: as fast as possible
     url: str | None = None  # HTTP endpoint for simulators that post (IoT ingestion)
     topic: str | None = None  # override the target topic
+    mode: str | None = None  # a simulator's variant (IoT: simple / advanced)
+    population: int | None = None  # how many simulated entities (patients, machines, customers)
+    duration: float | None = None  # stop after this many seconds
 
 
 Simulator = Callable[[SimulateOptions], Awaitable[int]]
