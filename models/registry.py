@@ -9,6 +9,7 @@ MLflow is imported inside the calls so importing this module stays cheap.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -124,7 +125,9 @@ def fetch_version(name: str, version: str) -> Path:
     _check_name(name)
     if not str(version).isdigit():
         raise ValueError(f"not a registry version: {version!r}")
-    target = get_settings().var_dir / "model-cache" / name / str(version)
+    settings = get_settings()
+    store_key = hashlib.sha256(settings.tracking_uri.encode()).hexdigest()[:12]  # versions are per registry
+    target = settings.var_dir / "model-cache" / store_key / name / str(version)
     if target.is_dir():
         return target
     _quiet_mlflow()
@@ -164,11 +167,11 @@ def _client() -> MlflowClient:
     """A client for the configured tracking URI (one per URI), with MLflow's telemetry and banners off."""
     settings = get_settings()
     with _client_lock:
-        return _client_for(settings.tracking_uri, str(settings.var_dir))
+        return _client_for(settings.tracking_uri)
 
 
 @lru_cache(maxsize=4)
-def _client_for(tracking_uri: str, var_dir: str) -> MlflowClient:
+def _client_for(tracking_uri: str) -> MlflowClient:
     _quiet_mlflow()
     if tracking_uri.startswith("sqlite:///"):
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
