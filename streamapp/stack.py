@@ -8,7 +8,8 @@ Kafka version, verified here on 2026-11-23 with aiokafka 0.14.0 and faust-stream
 transactional produce, a consumer group that commits; a faust worker whose agent updates a Table
 wrote its changelog, committed its group offsets and, restarted, recovered the table from the
 changelog (counts continued). Kafka 4 dropped pre-2.1 protocol versions, but aiokafka 0.14 and faust
-0.15.3 no longer use them. 3.9.x would be the fallback (set STREAMAPP_KAFKA_VERSION=3.9.1).
+0.15.3 no longer use them. The same checks pass on 3.9.1 too (STREAMAPP_KAFKA_VERSION=3.9.1), and on a
+3-broker cluster (replication 3, min.insync.replicas 2) including a SIGKILLed and restarted broker.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,12 @@ def ensure_debian_package(needed: Path, package: str) -> None:
         raise StackError(f"{needed} is missing: install it as root with `apt-get install -y {package}`")
     if not shutil.which("apt-get"):
         raise StackError(f"{needed} is missing and there is no apt-get to install {package}")
+    with _cache_lock("apt"):
+        if not needed.exists():
+            _apt_install(needed, package)
+
+
+def _apt_install(needed: Path, package: str) -> None:
     log = cache_dir() / f"apt-{package}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -124,6 +131,27 @@ def ensure_debian_package(needed: Path, package: str) -> None:
                 raise StackError(f"`{' '.join(cmd)}` failed: see {log}")
     if not needed.exists():
         raise StackError(f"apt installed {package} but {needed} is still missing: see {log}")
+
+
+@contextlib.contextmanager
+def _cache_lock(name: str) -> Iterator[None]:
+    """Serialise downloads and installs between processes sharing the cache (parallel test sessions)."""
+    import fcntl
+
+    path = cache_dir() / f".{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _run_async(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -436,9 +464,15 @@ def ensure_kafka_jars(version: str | None = None) -> Path:
     version = version or kafka_version()
     home = cache_dir() / f"kafka-{version}"
     libs = home / "libs"
-    done = home / ".complete"
-    if done.exists():
-        return libs
+    if not (home / ".complete").exists():
+        with _cache_lock(f"kafka-{version}"):
+            if not (home / ".complete").exists():
+                _fetch_kafka_jars(version, home)
+    return libs
+
+
+def _fetch_kafka_jars(version: str, home: Path) -> None:
+    libs = home / "libs"
     _require_binary("java", "to run Apache Kafka (apt-get install -y default-jre-headless)")
     mvn = _require_binary("mvn", "to fetch Apache Kafka's jars (apt-get install -y maven)")
     home.mkdir(parents=True, exist_ok=True)
@@ -456,31 +490,33 @@ def ensure_kafka_jars(version: str | None = None) -> Path:
             raise StackError(f"mvn could not fetch Apache Kafka {version}: see {log}")
     if not any(libs.glob(f"kafka_{KAFKA_SCALA}-{version}*.jar")):
         raise StackError(f"mvn ran but no kafka_{KAFKA_SCALA}-{version} jar is in {libs}: see {log}")
-    done.write_text(f"{time.monotonic() - started:.1f}\n")
+    _kafka_logging(home, version)
+    (home / ".complete").write_text(f"{time.monotonic() - started:.1f}\n")
     _say(f"Apache Kafka {version} jars fetched in {time.monotonic() - started:.1f} s")
-    return libs
 
 
 def _kafka_logging(home: Path, version: str) -> tuple[Path, str]:
     """A logging config writing INFO to stdout (the broker's log file) and the JVM flag selecting it."""
     if int(version.split(".")[0]) >= 4:
         path = home / "log4j2.properties"
-        path.write_text(
+        _write_atomically(
+            path,
             "status = warn\n"
             "appender.out.type = Console\nappender.out.name = out\n"
             "appender.out.layout.type = PatternLayout\nappender.out.layout.pattern = [%d] %p %m (%c)%n\n"
             "rootLogger.level = info\nrootLogger.appenderRef.out.ref = out\n"
             "logger.state.name = state.change.logger\nlogger.state.level = warn\n"
-            "logger.request.name = kafka.request.logger\nlogger.request.level = warn\n"
+            "logger.request.name = kafka.request.logger\nlogger.request.level = warn\n",
         )
         return path, f"-Dlog4j2.configurationFile={path}"
     path = home / "log4j.properties"
-    path.write_text(
+    _write_atomically(
+        path,
         "log4j.rootLogger=INFO, stdout\n"
         "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
         "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
         "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
-        "log4j.logger.state.change.logger=WARN\nlog4j.logger.kafka.request.logger=WARN\n"
+        "log4j.logger.state.change.logger=WARN\nlog4j.logger.kafka.request.logger=WARN\n",
     )
     return path, f"-Dlog4j.configuration=file:{path}"
 
