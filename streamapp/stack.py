@@ -9,7 +9,8 @@ transactional produce, a consumer group that commits; a faust worker whose agent
 wrote its changelog, committed its group offsets and, restarted, recovered the table from the
 changelog (counts continued). Kafka 4 dropped pre-2.1 protocol versions, but aiokafka 0.14 and faust
 0.15.3 no longer use them. The same checks pass on 3.9.1 too (STREAMAPP_KAFKA_VERSION=3.9.1), and on a
-3-broker cluster (replication 3, min.insync.replicas 2) including a SIGKILLed and restarted broker.
+3-broker cluster (replication 3, min.insync.replicas 2), where acks=all produce also kept working with
+one broker SIGKILLed, and that broker restarted on its own ports and data.
 """
 
 from __future__ import annotations
