@@ -18,6 +18,9 @@ from streamapp.training import RETURNS_MODEL_NAME
 
 REQUIRED_FIELDS = ("event_id", "order_id", "customer_customer_id")
 TEXT_FIELDS = ("customer_country", "order_device", "order_channel", "order_main_category")
+MAX_ITEMS = 2**31 - 1  # the INTEGER column
+MAX_AMOUNT = 1e12
+EARLIEST_YEAR = 1000  # DATETIME range of MySQL/MariaDB
 AMOUNT_FIELDS = ("order_basket_value", "order_shipping_fee", "order_discount", "order_order_total")
 _COLUMNS = {**CustomerRow.__table__.c, **OrderRow.__table__.c, **EventRow.__table__.c}
 
@@ -81,23 +84,27 @@ def validate_order_event(
         reasons.append(f"event_time must be an ISO 8601 string, not {type(time_text).__name__}")
     else:
         try:
-            parse_event_time(time_text)
-            event["event_time"] = time_text
-        except ValueError:
+            moment = parse_event_time(time_text)
+        except (ValueError, OverflowError):
             reasons.append(f"event_time {time_text[:40]!r} is not an ISO 8601 time")
+        else:
+            if moment is not None and moment.year < EARLIEST_YEAR:
+                reasons.append(f"event_time {time_text[:40]!r} is before the year {EARLIEST_YEAR}")
+            else:
+                event["event_time"] = time_text
     items = data.get("order_n_items")
     if items is None:
         event["order_n_items"] = defaults["order_n_items"]
-    elif not _is_number(items) or float(items) != int(items) or items < 0:
-        reasons.append("order_n_items must be a whole number >= 0")
+    elif not _is_number(items) or float(items) != int(items) or not 0 <= items <= MAX_ITEMS:
+        reasons.append(f"order_n_items must be a whole number from 0 to {MAX_ITEMS}")
     else:
         event["order_n_items"] = int(items)
     for name in AMOUNT_FIELDS:
         value = data.get(name)
         if value is None:
             event[name] = defaults[name]
-        elif not _is_number(value) or value < 0:
-            reasons.append(f"{name} must be a finite number >= 0")
+        elif not _is_number(value) or not 0 <= value <= MAX_AMOUNT:
+            reasons.append(f"{name} must be a number from 0 to {MAX_AMOUNT:g}")
         else:
             event[name] = float(value)
     returned = data.get("order_is_returned")

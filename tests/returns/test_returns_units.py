@@ -109,3 +109,13 @@ def test_training_reader_numbers_lines_and_gives_reasons(tmp_path: Path) -> None
     assert [number for number, _, _ in rows] == [1, 3, 4]
     assert rows[0][1] is not None and rows[1][1] is None and "not valid JSON" in rows[1][2]
     assert "not an object" in rows[2][2]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("order_n_items", 2**40), ("order_basket_value", 1e300), ("event_time", "0999-12-31T00:00:00Z"),
+     ("event_time", "0001-01-01T00:00:00+05:00")],
+)
+def test_values_the_database_columns_cannot_hold_are_refused(field: str, value: object) -> None:
+    _, reasons = validate_order_event(an_order() | {field: value})
+    assert len(reasons) == 1 and field in reasons[0]
