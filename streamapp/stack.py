@@ -522,6 +522,44 @@ def _kafka_logging(home: Path, version: str) -> tuple[Path, str]:
     return path, f"-Dlog4j.configuration=file:{path}"
 
 
+def _kafka_class_sharing(home: Path, dump: bool) -> list[str]:
+    """JVM flags for class-data sharing: the first broker to exit cleanly dumps Kafka's loaded classes
+    into an archive, and every later Kafka JVM maps it and starts about 2 s sooner."""
+    archive = home / "kafka.jsa"
+    partials = list(home.glob("kafka.jsa.part-*"))
+    if partials:
+        writing = _cmdlines_mentioning("kafka.jsa.part-")
+        for partial in partials:
+            if any(str(partial) in cmdline for cmdline in writing):
+                continue  # its JVM still runs: it writes the archive when it exits
+            if not archive.exists() and _archive_maps(partial, home / "libs"):
+                os.replace(partial, archive)
+            else:
+                partial.unlink(missing_ok=True)
+    if archive.exists():
+        return [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+    if dump:
+        return [f"-XX:ArchiveClassesAtExit={home}/kafka.jsa.part-{uuid.uuid4().hex[:8]}"]
+    return []
+
+
+def _archive_maps(archive: Path, libs: Path) -> bool:
+    """True when the JVM can map `archive` (`-Xshare:on` refuses a truncated or mismatched one)."""
+    java = shutil.which("java") or "java"
+    cmd = [java, f"-XX:SharedArchiveFile={archive}", "-Xshare:on", "-cp", f"{libs}/*", "-version"]
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def _cmdlines_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if text in cmdline:
+                found.append(cmdline)
+    return found
+
+
 async def _kafka_broker_ids(bootstrap: str, request_timeout_s: float) -> set[int]:
     from aiokafka.client import AIOKafkaClient
 
@@ -628,7 +666,8 @@ class KafkaBroker(ManagedServer):
             return
         java = _require_binary("java", "to run Apache Kafka (apt-get install -y default-jre-headless)")
         _, log_flag = _kafka_logging(libs.parent, self.version)
-        cmd = [java, "-cp", f"{libs}/*", log_flag, "kafka.tools.StorageTool", "format",
+        sharing = _kafka_class_sharing(libs.parent, dump=False)
+        cmd = [java, *sharing, "-cp", f"{libs}/*", log_flag, "kafka.tools.StorageTool", "format",
                "-t", self.cluster_id, "-c", str(self.config_path)]  # fmt: skip
         with self.log_path.open("ab") as log:
             if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
@@ -638,7 +677,8 @@ class KafkaBroker(ManagedServer):
         java = _require_binary("java", "to run Apache Kafka (apt-get install -y default-jre-headless)")
         libs = ensure_kafka_jars(self.version)
         _, log_flag = _kafka_logging(libs.parent, self.version)
-        return [java, *KAFKA_HEAP, *KAFKA_JVM_FLAGS, log_flag, f"-Dkafka.logs.dir={self.data_dir}",
+        sharing = _kafka_class_sharing(libs.parent, dump=True)
+        return [java, *KAFKA_HEAP, *KAFKA_JVM_FLAGS, *sharing, log_flag, f"-Dkafka.logs.dir={self.data_dir}",
                 "-cp", f"{libs}/*", "kafka.Kafka", str(self.config_path)]  # fmt: skip
 
     def probe(self) -> bool:
