@@ -64,6 +64,7 @@ class ProductionModel(Generic[M]):
         self.checked_at: float | None = None
         self.error: str | None = None
         self._next_check = 0.0  # monotonic; 0 = check on the first call
+        self._attempted = False  # a first check has finished (successfully or not)
         self._lock = asyncio.Lock()
 
     @property
@@ -76,11 +77,13 @@ class ProductionModel(Generic[M]):
 
     async def refresh_if_due(self) -> bool:
         """Ask the registry (in an executor) when the poll interval has passed; True if a new model
-        was swapped in. Registry failures keep the current model and show in `status()`."""
-        if time.monotonic() < self._next_check:
+        was swapped in. Until a first check has finished, callers wait for it (so a worker does not
+        turn away events while its model is still loading). Registry failures keep the current model
+        and show in `status()`."""
+        if self._attempted and time.monotonic() < self._next_check:
             return False
         async with self._lock:
-            if time.monotonic() < self._next_check:
+            if self._attempted and time.monotonic() < self._next_check:
                 return False  # another caller refreshed while this one waited for the lock
             return await self._refresh()
 
@@ -100,6 +103,8 @@ class ProductionModel(Generic[M]):
                 log.warning("model %s: registry check failed: %s", self.name, message)
             self.error = message
             return False
+        finally:
+            self._attempted = True
         self.checked_at = time.time()
         self.error = None
         if loaded is None:

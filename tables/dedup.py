@@ -10,6 +10,7 @@ bound. The table is the fast path; the database writes are idempotent on their o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -18,7 +19,7 @@ from streamapp.app import app
 from streamapp.settings import get_settings
 
 log = logging.getLogger(__name__)
-PRUNE_INTERVAL_S = 600.0
+PRUNE_INTERVAL_S = 600.0  # at most; a quarter of the retention when that is shorter
 
 seen_event_ids = app.Table(
     "seen-event-ids",
@@ -45,17 +46,27 @@ def expired_keys(entries: Iterable[tuple[bytes, float]], now: float, retention_s
     return [key for key, first_seen in entries if now - float(first_seen) > retention_s]
 
 
+def retention_s() -> float:
+    return get_settings().dedup_retention_days * 86_400.0
+
+
 def prune(now: float | None = None) -> int:
     """Delete the entries past the retention from the partitions this worker holds; returns how many."""
-    retention_s = get_settings().dedup_retention_days * 86_400.0
-    stale = expired_keys(list(seen_event_ids.items()), time.time() if now is None else now, retention_s)
+    stale = expired_keys(list(seen_event_ids.items()), time.time() if now is None else now, retention_s())
     for key in stale:
         del seen_event_ids[key]
     return len(stale)
 
 
-@app.timer(interval=PRUNE_INTERVAL_S)
+@app.task
 async def prune_seen_event_ids() -> None:
-    removed = prune()
-    if removed:
-        log.info("seen_event_ids: pruned %d ids older than the retention", removed)
+    """Prune every `PRUNE_INTERVAL_S` (or a quarter of the retention) for as long as the worker runs."""
+    while True:
+        await asyncio.sleep(min(PRUNE_INTERVAL_S, retention_s() / 4))
+        try:
+            removed = prune()
+        except Exception:  # e.g. during a rebalance: the next round tries again
+            log.exception("seen_event_ids: pruning failed")
+            continue
+        if removed:
+            log.info("seen_event_ids: pruned %d ids older than the retention", removed)

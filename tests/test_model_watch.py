@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from pathlib import Path
 
 from streamapp.model_watch import ProductionModel
@@ -90,3 +92,21 @@ async def test_registry_failure_keeps_the_current_model_and_reports_the_error() 
     registry.fail = None
     await watcher.refresh_if_due()
     assert watcher.status()["error"] is None
+
+
+async def test_callers_wait_for_the_first_check_instead_of_seeing_no_model() -> None:
+    registry = FakeRegistry()
+    registry.alias = "1"
+    slow_resolve = registry.resolve
+
+    def resolve(name: str) -> str | None:
+        time.sleep(0.2)  # a registry that takes a while the first time (MLflow start-up)
+        return slow_resolve(name)
+
+    watcher = ProductionModel("returns", registry.load, poll_seconds=60.0, resolve=resolve, fetch=registry.fetch)
+    poller = asyncio.create_task(watcher.refresh_if_due())
+    await asyncio.sleep(0.05)  # the poller holds the first check
+    await watcher.refresh_if_due()
+    assert watcher.model == "model from /models/returns/1"
+    await poller
+    assert registry.loads == ["1"]
