@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from streamapp import metrics
+from streamapp.background import run_in_daemon_thread
 from streamapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,8 @@ class ProductionModel(Generic[M]):
 
     async def _refresh(self) -> bool:
         self._next_check = time.monotonic() + self.poll_seconds
-        loop = asyncio.get_running_loop()
         try:
-            loaded = await loop.run_in_executor(None, self._load_if_new, self.version)
+            loaded = await run_in_daemon_thread(self._load_if_new, self.version)
         except Exception as exc:  # keep serving the current model; say why in status()
             message = f"{type(exc).__name__}: {exc}"
             if message != self.error:
