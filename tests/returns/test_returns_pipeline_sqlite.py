@@ -108,3 +108,18 @@ def test_predict_view_needs_the_token_lists_every_reason_and_scores_a_valid_orde
     status, body = worker.request("POST", "/api/v1/returns/predict", order, headers=AUTH)
     assert status == 200, body
     assert 0.0 <= body["return_proba"] <= 1.0 and body["model_version"] == "1" and body["order_id"] == "o-1"
+
+
+def test_after_a_restart_the_dedup_table_is_recovered_and_a_replay_is_skipped(sqlite_run: SqliteRun) -> None:
+    worker = sqlite_run.worker
+    before = query(sqlite_run.database_url, "SELECT event_id, return_proba, predicted_at FROM table_predictions "
+                                            "ORDER BY event_id")
+    assert worker.stop() < 15
+    worker.start()
+    replayed = cli(sqlite_run.env, "produce-events", sqlite_run.events_path, "--quiet")
+    assert replayed.returncode == 0, replayed.stderr
+    wait_until(lambda: figures(worker)["agent"]["consumed"] >= N_ORDERS, 90, "the replay consumed")
+    agent = figures(worker)["agent"]
+    assert agent["duplicates_skipped"] == N_ORDERS and agent["predicted"] == 0
+    assert query(sqlite_run.database_url, "SELECT event_id, return_proba, predicted_at FROM table_predictions "
+                                          "ORDER BY event_id") == before
