@@ -49,25 +49,25 @@ def model_versions() -> dict[str, str]:
 
 
 def consumer_lag(app: Any) -> int | None:
-    """Messages between the committed offsets and the high-water marks of this worker's partitions."""
+    """Messages waiting behind what this worker's streams have read, over the partitions they read.
+
+    Partitions no stream reads (table changelogs) are left out: only recovery reads them."""
     try:
         consumer = app.consumer
         assigned = consumer.assignment()
-        committed = app.monitor.tp_committed_offsets or {}
-        read = app.monitor.tp_read_offsets or {}
+        read = dict(app.monitor.tp_read_offsets or {})
     except Exception:  # the consumer is not started yet (or is being rebuilt during a rebalance)
         return None
     lag = 0
     for tp in assigned:
+        if tp not in read:
+            continue
         try:
             highwater = consumer.highwater(tp)
-        except Exception:
+        except Exception:  # no fetch for this partition yet
             continue
-        if highwater is None or highwater < 0:
-            continue
-        position = committed.get(tp, read.get(tp))
-        position = -1 if position is None else position
-        lag += max(0, int(highwater) - int(position) - 1)
+        if highwater is not None and highwater >= 0:
+            lag += max(0, int(highwater) - int(read[tp]) - 1)
     return lag
 
 

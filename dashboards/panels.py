@@ -122,6 +122,9 @@ class VitalsTab:
         self.patient = KeyPicker("Patient (pseudonym)")
         self.feed = SeriesFeed(VITAL_COLUMNS, rollover)
         thresholds = vital_threshold_lines(get_settings().vitals)
+        # invisible points at the thresholds, spanning the shown times, keep the dashed lines in view
+        self.levels = {vital: [level for level, _ in lines] for vital, lines in thresholds.items() if lines}
+        self.bounds = ColumnDataSource({"time": [], **{vital: [] for vital in self.levels}})
         plots = []
         for vital, title in VITAL_TITLES.items():
             fig = time_figure(title)
@@ -129,6 +132,8 @@ class VitalsTab:
             for level, color in thresholds[vital]:
                 fig.add_layout(Span(location=level, dimension="width", line_color=color, line_dash="dashed",
                                     line_width=2))
+            if vital in self.levels:
+                fig.scatter("time", vital, source=self.bounds, alpha=0)
             plots.append(pn.pane.Bokeh(fig, sizing_mode="stretch_width"))
         formatters = {"severity": HTMLTemplateFormatter(template=COLORED_CELL),
                       "alert_type": HTMLTemplateFormatter(template=COLORED_CELL),
@@ -144,6 +149,11 @@ class VitalsTab:
     def update(self) -> None:
         patient = self.patient.refresh(self.state.patients())
         self.feed.follow(patient, self.state.vitals.get(patient) if patient else None)
+        shown = self.feed.source.data["time"]
+        if len(shown):
+            span = [shown[0], shown[-1]]
+            if list(self.bounds.data["time"]) != span:
+                self.bounds.data = {"time": span, **{v: [min(ls), max(ls)] for v, ls in self.levels.items()}}
         if self.state.alerts.last_seq != self.alerts_seq:
             self.alerts_seq = self.state.alerts.last_seq
             recent = [row for _, row in list(self.state.alerts.rows)[-ALERTS_SHOWN:]][::-1]
@@ -234,13 +244,14 @@ def set_rows_source(source: ColumnDataSource, rows: list[dict[str, Any]], names:
 
 
 def stream_minutes(source: ColumnDataSource, rows: list[dict[str, float]]) -> None:
-    """Per-minute counts: patch the current minute's bar, stream bars for new minutes."""
+    """Per-minute counts: patch the last shown minute's bar, stream bars for new minutes."""
     if not rows:
         return
     shown = list(source.data["minute"])
     last = shown[-1] if shown else None
-    if last is not None and last == rows[-1]["minute"] and source.data["events"][-1] != rows[-1]["events"]:
-        source.patch({"events": [(len(shown) - 1, rows[-1]["events"])]})
+    current = next((row for row in reversed(rows) if row["minute"] == last), None)
+    if current is not None and source.data["events"][-1] != current["events"]:
+        source.patch({"events": [(len(shown) - 1, current["events"])]})
     newer = [row for row in rows if last is None or row["minute"] > last]
     if newer:
         source.stream(columns(newer, ("minute", "events")), rollover=len(rows))

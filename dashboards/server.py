@@ -9,6 +9,7 @@ sessions are reaped a few seconds after their tab closes, and `pn.serve`'s SIGIN
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -19,6 +20,7 @@ from aiohttp import WSMsgType, web
 from faust.web import Request, Response, View
 from mode import Service
 
+from streamapp import health
 from streamapp.app import app
 from streamapp.settings import get_settings
 
@@ -80,6 +82,7 @@ class DashboardServer(Service):
         self.server.start()  # the session reaper; the loop itself is Faust's and already runs
         self.client = aiohttp.ClientSession(auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None))
         DashboardServer.current = self
+        health.register_check("dashboard", self.health_check)
         log.info("dashboard on %s (Panel on 127.0.0.1:%d)", PREFIX, self.port)
 
     async def on_stop(self) -> None:
@@ -89,8 +92,30 @@ class DashboardServer(Service):
         if self.client is not None:
             await self.client.close()
         if self.server is not None:
+            await self.discard_sessions()
             self.server.stop()
             self.server = None
+        # The interpreter's last collections walk the whole heap, which Panel and Bokeh make slow once
+        # sessions were served (exit after SIGTERM with two tabs open: 5.8-9.5 s, frozen: 2.6 s).
+        # The process is stopping: freeze what is alive so exit does not re-walk it.
+        gc.freeze()
+
+    async def health_check(self) -> dict[str, Any]:
+        """Open sessions and proxied websockets (each tab holds one of each until it closes)."""
+        return {"ok": self.server is not None, "sessions": self.session_count(),
+                "open_websockets": len(self.sockets) // 2}
+
+    def contexts(self) -> list[Any]:
+        """Bokeh's application contexts (one: the dashboard), which own the sessions."""
+        return list(self.server._tornado.applications.values()) if self.server is not None else []
+
+    def session_count(self) -> int:
+        return sum(len(list(context.sessions)) for context in self.contexts())
+
+    async def discard_sessions(self) -> None:
+        """Destroy every session whose websocket is closed, now rather than after its lifetime."""
+        for context in self.contexts():
+            await context._cleanup_sessions(0)
 
     @property
     def upstream(self) -> str:
