@@ -9,6 +9,7 @@ MLflow is imported inside the calls so importing this module stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,6 +114,26 @@ def production_version(name: str, alias: str = PRODUCTION_ALIAS) -> str | None:
         raise
 
 
+def production_run(name: str, alias: str = PRODUCTION_ALIAS) -> dict[str, Any] | None:
+    """The version `alias` points at with its run's metrics and params (None if nothing is promoted)."""
+    version = production_version(name, alias)
+    if version is None:
+        return None
+    client = _client()
+    model_version = client.get_model_version(name, version)
+    run = client.get_run(str(model_version.run_id))
+    return {
+        "name": name,
+        "version": version,
+        "run_id": model_version.run_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "registered_at_ms": model_version.creation_timestamp,
+        "metrics": dict(run.data.metrics),
+        "params": dict(run.data.params),
+    }
+
+
 def fetch_production(name: str, alias: str = PRODUCTION_ALIAS) -> tuple[Path, str] | None:
     """The local directory of the version `alias` points at (downloaded once per version), or None."""
     version = production_version(name, alias)
@@ -204,26 +226,40 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
 def _log_flavor(client: MlflowClient, run_id: str, label: str, obj: Any) -> None:
     """Save `obj` with the matching MLflow flavour and log it under `flavors/<label>`."""
     torch = sys.modules.get("torch")  # a torch module can only exist if torch is already imported
-    with tempfile.TemporaryDirectory() as staging:
+    with tempfile.TemporaryDirectory() as staging, _quiet_loggers(*_FLAVOR_LOGGERS):
         path = Path(staging) / label
         if torch is not None and isinstance(obj, torch.nn.Module):
             import mlflow.pytorch
 
-            mlflow.pytorch.save_model(obj, str(path), pip_requirements=[f"torch=={torch.__version__}"])
+            mlflow.pytorch.save_model(  # pickle: pt2 (MLflow 3's default) needs an input example to trace
+                obj, str(path), pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                serialization_format="pickle",
+            )
         else:
             import mlflow.sklearn
             import sklearn
 
-            sklearn_logger = logging.getLogger("mlflow.sklearn")
-            previous_level = sklearn_logger.level
-            sklearn_logger.setLevel(logging.ERROR)  # its pickle caution: our artifacts are our own
-            try:
-                mlflow.sklearn.save_model(
-                    obj,
-                    str(path),
-                    serialization_format="cloudpickle",
-                    pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
-                )
-            finally:
-                sklearn_logger.setLevel(previous_level)
+            mlflow.sklearn.save_model(
+                obj,
+                str(path),
+                serialization_format="cloudpickle",
+                pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+            )
         client.log_artifacts(run_id, str(path), artifact_path=f"{FLAVOR_ARTIFACT_DIR}/{label}")
+
+
+_FLAVOR_LOGGERS = ("mlflow.sklearn", "mlflow.pytorch", "mlflow.utils.requirements_utils")
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Their pickle cautions and local-build version notes, not errors: our artifacts are our own."""
+    loggers = [logging.getLogger(name) for name in names]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, previous, strict=True):
+            logger.setLevel(level)

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 TRAINERS: dict[str, str] = {
     "returns": "streamapp.training:train_returns",
+    "anomaly": "streamapp.anomaly_training:train_anomaly",
 }
 DEFAULT_SIMULATED_ORDERS = 20_000
 
@@ -69,17 +70,19 @@ def get_trainer(name: str) -> Trainer:
 
 
 def register_model(
-    name: str, model: SavableModel, params: dict[str, Any], metrics: dict[str, float], *, promote: bool = True
+    name: str, model: SavableModel, params: dict[str, Any], metrics: dict[str, float], *, promote: bool = True,
+    flavor_objects: dict[str, Any] | None = None,
 ) -> str:
-    """Save `model`, log it with params and metrics to MLflow, register it under `name`, and point the
-    `production` alias at it when `promote`; returns the registry version. Blocking."""
+    """Save `model`, log it with params and metrics to MLflow (and `flavor_objects` with MLflow's sklearn /
+    pytorch flavours), register it under `name`, and point the `production` alias at it when `promote`;
+    returns the registry version. Blocking."""
     from models import registry
 
     with tempfile.TemporaryDirectory(prefix=f"{name}-model-") as staging:
         model_dir = Path(staging) / "model"
         model.save(model_dir)
         version = registry.log_and_register(
-            name, model_dir, {**params, "model_version": model.version}, metrics
+            name, model_dir, {**params, "model_version": model.version}, metrics, flavor_objects
         )
     if promote:
         registry.promote(name, version)

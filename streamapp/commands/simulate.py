@@ -24,15 +24,17 @@ from streamapp.simulators import SIMULATORS, SimulateOptions, get_simulator
     option("--url", type=str, default=None, help="HTTP endpoint, for simulators that post."),
     option("--topic", type=str, default=None, help="Target topic instead of the simulator's own."),
     option("--mode", type=str, default=None, help="The simulator's variant (IoT: simple or advanced)."),
-    option("--patients", "--population", "population", type=int, default=None,
+    option("--patients", "--population", "--assets", "population", type=int, default=None,
            help="How many simulated patients (or machines, customers)."),
     option("--duration", type=float, default=None, help="Stop after this many seconds."),
+    option("--cmapss", type=click.Path(path_type=Path), default=None,
+           help="machines: replay a C-MAPSS file (one ExtractedFeatures per engine cycle) instead of simulating."),
     base=StreamappCommand,
 )
 async def simulate(
     self: StreamappCommand, name: str, count: int | None, seed: int, out: Path | None, produce: bool,
     rate: float | None, url: str | None, topic: str | None, mode: str | None, population: int | None,
-    duration: float | None,
+    duration: float | None, cmapss: Path | None,
 ) -> int:
     """Generate realistic events: write them to a file and/or produce them."""
     if count is not None and count <= 0:
@@ -44,5 +46,5 @@ async def simulate(
     if duration is not None and duration <= 0:
         raise CommandError("--duration must be positive")
     options = SimulateOptions(count=count, seed=seed, out=out, produce=produce, rate=rate, url=url, topic=topic,
-                              mode=mode, population=population, duration=duration)
+                              mode=mode, population=population, duration=duration, cmapss=cmapss)
     return await get_simulator(name)(options)

@@ -15,6 +15,7 @@ from pathlib import Path
 SIMULATORS: dict[str, str] = {
     "orders": "streamapp.commands.simulate_orders:run_orders",
     "iot": "streamapp.commands.simulate_iot:run_iot",
+    "machines": "streamapp.commands.simulate_machines:run_machines",
 }
 
 
@@ -32,6 +33,7 @@ class SimulateOptions:
     mode: str | None = None  # a simulator's variant (IoT: simple / advanced)
     population: int | None = None  # how many simulated entities (patients, machines, customers)
     duration: float | None = None  # stop after this many seconds
+    cmapss: Path | None = None  # machines: replay a C-MAPSS file onto extracted-features instead of simulating
 
 
 Simulator = Callable[[SimulateOptions], Awaitable[int]]

@@ -1,0 +1,216 @@
+"""What the anomaly agent and the anomaly views share: the production ensemble, checks of incoming
+feature messages, scoring off the event loop, the `AnomalyResult` built from a score, the journal row
+(`anomaly_detections`, `bronze/anomalies`) and the running figures shown by the status views.
+
+The models (torch, scikit-learn) are imported only when a model is loaded, never at worker start."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from models.base import missing_features
+from streamapp.model_watch import ProductionModel
+from streamapp.records import AnomalyResult, ModelScore
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from models.anomaly import AdaptiveCriticality, AnomalyEnsemble
+
+ANOMALY_MODEL_NAME = "anomaly"
+MODEL_NAMES = ("isolation_forest", "one_class_svm", "lstm_autoencoder")
+# the contract's levels, lowest first (= models.anomaly.criticality.LEVELS, which imports torch with its package)
+CRITICALITY_LEVELS = ("low", "medium", "high", "critical")
+
+UTC_TIME = pa.timestamp("us", tz="UTC")
+ANOMALIES_SCHEMA = pa.schema([
+    ("detection_id", pa.string()), ("asset_id", pa.string()), ("sensor_id", pa.string()), ("timestamp", UTC_TIME),
+    ("final_score", pa.float64()), ("is_anomaly", pa.bool_()), ("criticality", pa.string()),
+    *[(f"{name}_{part}", kind) for name in MODEL_NAMES
+      for part, kind in (("score", pa.float64()), ("threshold", pa.float64()), ("is_anomaly", pa.bool_()))],
+    ("features", pa.map_(pa.string(), pa.float64())), ("metadata", pa.string()), ("model_version", pa.string()),
+    ("date", pa.string()),
+])
+
+
+def _load_ensemble(path: Path) -> AnomalyEnsemble:
+    from models.anomaly import AnomalyEnsemble
+
+    return AnomalyEnsemble.load(path)
+
+
+anomaly_model: ProductionModel[AnomalyEnsemble] = ProductionModel(ANOMALY_MODEL_NAME, _load_ensemble)
+
+
+# ---- checks at the edge ------------------------------------------------------------------------------
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time as an aware UTC datetime (naive means UTC); raises ValueError."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def message_problems(asset_id: Any, features: Any, timestamp: Any) -> list[str]:
+    """Every reason an `ExtractedFeatures` body cannot be scored by any model (empty: usable)."""
+    problems = []
+    if not isinstance(asset_id, str) or not asset_id.strip():
+        problems.append("asset_id must be a non-empty string")
+    if not isinstance(features, Mapping) or not features:
+        problems.append("features must be a non-empty object of name -> number")
+    if timestamp not in (None, ""):
+        try:
+            parse_time(str(timestamp))
+        except ValueError:
+            problems.append(f"timestamp {str(timestamp)[:40]!r} is not an ISO 8601 time")
+    return problems
+
+
+def absent_features(model: AnomalyEnsemble, features: Mapping[str, Any]) -> list[str]:
+    """The model's features this message lacks (or holds as non-numbers); never zero-filled."""
+    return missing_features(model.feature_names, dict(features))
+
+
+# ---- scoring -----------------------------------------------------------------------------------------
+def history_matrix(model: AnomalyEnsemble, vectors: Sequence[Mapping[str, float]]) -> np.ndarray:
+    """The asset's recent vectors as model rows, oldest first: the trailing run that holds every model
+    feature, at most `model.window` long (shorter runs are padded and flagged by the ensemble)."""
+    import numpy as np
+
+    names = model.feature_names
+    usable: list[list[float]] = []
+    for vector in reversed(vectors):
+        if len(usable) == model.window or missing_features(names, dict(vector)):
+            break
+        usable.append([float(vector[name]) for name in names])
+    usable.reverse()
+    return np.asarray(usable, dtype=np.float64).reshape(len(usable), len(names))
+
+
+def score_rows(
+    model: AnomalyEnsemble, rows: Sequence[Mapping[str, float]], histories: Sequence[Sequence[Mapping[str, float]]]
+) -> list[dict[str, Any]]:
+    """Blocking: score rows (each with its asset's recent vectors ending with it) -> `BatchScores.row` dicts."""
+    import numpy as np
+
+    if not rows:
+        return []
+    X = np.asarray([[float(row[name]) for name in model.feature_names] for row in rows], dtype=np.float64)
+    windows = [history_matrix(model, history) for history in histories]
+    windows = [window if len(window) else X[i : i + 1] for i, window in enumerate(windows)]
+    batch = model.score_batch(X, windows)
+    return batch.rows()
+
+
+async def score(
+    model: AnomalyEnsemble, rows: Sequence[Mapping[str, float]], histories: Sequence[Sequence[Mapping[str, float]]]
+) -> list[dict[str, Any]]:
+    """`score_rows` in an executor thread."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, score_rows, model, list(rows), list(histories))
+
+
+def criticality_rule(model: AnomalyEnsemble) -> AdaptiveCriticality:
+    """Per-asset adaptive levels whose `medium` floor is the ensemble's own anomaly threshold."""
+    from models.anomaly import AdaptiveCriticality
+
+    return AdaptiveCriticality(anomaly_threshold=model.threshold)
+
+
+def anomaly_result(
+    *, asset_id: str, sensor_id: str, timestamp: str, features: Mapping[str, Any], metadata: Mapping[str, Any] | None,
+    scored: Mapping[str, Any], criticality: str, model: AnomalyEnsemble, version: str, history_length: int,
+) -> AnomalyResult:
+    """The contract's `AnomalyResult` for one scored message (`scored` is a `BatchScores.row`)."""
+    meta = dict(metadata or {})
+    meta.update({
+        "model_label": model.version, "history_length": history_length, "lstm_padded": scored["lstm_padded"],
+    })
+    return AnomalyResult(
+        asset_id=asset_id, sensor_id=sensor_id, timestamp=timestamp,
+        scores=[ModelScore(**entry) for entry in scored["scores"]],
+        final_score=scored["final_score"], is_anomaly=scored["is_anomaly"], criticality=criticality,
+        features={name: float(value) for name, value in features.items() if _is_number(value)},
+        metadata=meta, model_version=version,
+    )
+
+
+def result_json(result: AnomalyResult) -> dict[str, Any]:
+    """The result as plain JSON (what `anomalies-detected` carries)."""
+    body = result.asdict()
+    body["scores"] = [score.asdict() if hasattr(score, "asdict") else dict(score) for score in result.scores]
+    return body
+
+
+# ---- journal -----------------------------------------------------------------------------------------
+def detection_id(asset_id: str, sensor_id: str, timestamp: str) -> str:
+    """The journal key: a hash of asset, sensor and timestamp, so a replay updates the same row."""
+    return hashlib.sha256(f"{asset_id}\x1f{sensor_id}\x1f{timestamp}".encode()).hexdigest()
+
+
+def journal_row(result: AnomalyResult, created_at: datetime) -> dict[str, Any]:
+    """The `anomaly_detections` row of a result (column names of `AnomalyDetectionRow`)."""
+    body = result_json(result)
+    return {
+        "detection_id": detection_id(result.asset_id, result.sensor_id, result.timestamp),
+        "asset_id": result.asset_id, "sensor_id": result.sensor_id, "timestamp": parse_time(result.timestamp),
+        "final_score": result.final_score, "is_anomaly": result.is_anomaly, "criticality": result.criticality,
+        "scores": body["scores"], "features": body["features"], "metadata": body["metadata"],
+        "model_version": result.model_version, "created_at": created_at,
+    }
+
+
+def lake_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A journal row flattened for `bronze/anomalies` (one column per model score, partitioned by date)."""
+    flat: dict[str, Any] = {
+        name: row[name] for name in
+        ("detection_id", "asset_id", "sensor_id", "timestamp", "final_score", "is_anomaly", "criticality",
+         "model_version")
+    }
+    for entry in row["scores"]:
+        for part in ("score", "threshold", "is_anomaly"):
+            flat[f"{entry['model_name']}_{part}"] = entry[part]
+    flat["features"] = sorted(row["features"].items())
+    flat["metadata"] = json.dumps(row["metadata"], sort_keys=True, default=str)
+    flat["date"] = row["timestamp"].date().isoformat()
+    return flat
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# ---- running figures ---------------------------------------------------------------------------------
+@dataclass
+class AnomalyFigures:
+    """Running counts of the anomaly agent, shown by `/api/v1/anomalies/status` and `/metrics`."""
+
+    consumed: int = 0
+    scored: int = 0
+    anomalies: int = 0
+    by_criticality: Counter[str] = field(default_factory=Counter)
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    last_batch_at: str | None = None
+    last_model_version: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "consumed": self.consumed,
+            "scored": self.scored,
+            "anomalies": self.anomalies,
+            "by_criticality": {level: self.by_criticality.get(level, 0) for level in CRITICALITY_LEVELS},
+            "dead_letters": dict(self.dead_letters),
+            "last_batch_at": self.last_batch_at,
+            "last_model_version": self.last_model_version,
+        }
+
+
+anomaly_figures = AnomalyFigures()

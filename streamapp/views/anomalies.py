@@ -1,0 +1,392 @@
+"""The anomaly service of the seed on the worker's web server.
+
+`POST /api/v1/anomalies/detect` and `/detect/batch` score `ExtractedFeatures` bodies with the production
+ensemble against the asset's recent history held by this worker (read-only: the stream's state is never
+changed by a request). `POST /train` trains on `{data, feature_names}` in an executor, logs to MLflow,
+registers and promotes (202 with a job id, or 200 with the version when `?wait=true`). `GET /status`,
+`GET /` (the journal, filtered and paged, with a `total`) and `GET /metrics` (the production run's MLflow
+metrics and params, and the live counters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from faust.web import Request, Response, View
+from sqlalchemy import Table, func, select
+
+from streamapp import metrics
+from streamapp.anomaly_scoring import (
+    CRITICALITY_LEVELS,
+    absent_features,
+    anomaly_figures,
+    anomaly_model,
+    anomaly_result,
+    criticality_rule,
+    message_problems,
+    parse_time,
+    result_json,
+    score,
+)
+from streamapp.app import app
+from streamapp.db.engines import Role, get_engine
+from streamapp.db.migrate import ensure_schema
+from streamapp.db.telemetry import AnomalyDetectionRow
+from streamapp.settings import get_settings
+from streamapp.views.common import RequestError, check_token, error_response, read_json
+from tables.criticality import criticality_state
+from tables.history import anomaly_history
+
+log = logging.getLogger(__name__)
+DETECTIONS = cast(Table, AnomalyDetectionRow.__table__)
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+HISTORY_FILTERS = ("asset_id", "sensor_id", "start_date", "end_date", "is_anomaly", "criticality", "limit", "offset")
+
+
+# ---- detection ---------------------------------------------------------------------------------------
+def _item_problems(item: Any, model: Any) -> list[str]:
+    if not isinstance(item, dict):
+        return ["must be a JSON object with asset_id and features"]
+    problems = message_problems(item.get("asset_id"), item.get("features"), item.get("timestamp"))
+    for name in ("sensor_id", "timestamp"):
+        if item.get(name) is not None and not isinstance(item[name], str):
+            problems.append(f"{name} must be a string")
+    if item.get("metadata") is not None and not isinstance(item["metadata"], dict):
+        problems.append("metadata must be an object")
+    if not problems and model is not None:
+        missing = absent_features(model, item["features"])
+        if missing:
+            problems.append(f"missing features: {', '.join(missing)}")
+    return problems
+
+
+async def detect(items: list[Any], *, prefix: bool) -> list[dict[str, Any]]:
+    """Validate every item (422 with every reason), then score them together; answers AnomalyResult JSON."""
+    await anomaly_model.refresh_if_due()
+    model, version = anomaly_model.model, anomaly_model.version
+    reasons = []
+    for index, item in enumerate(items):
+        reasons += [f"items[{index}]: {p}" if prefix else p for p in _item_problems(item, model)]
+    if reasons:
+        raise RequestError(422, reasons)
+    if model is None:
+        raise RequestError(503, ["model-not-trained: no anomaly model is promoted to production yet"])
+    windows: dict[str, list[dict[str, float]]] = {}
+    rows, histories = [], []
+    for item in items:
+        asset = item["asset_id"]
+        vector = {name: float(item["features"][name]) for name in model.feature_names}
+        window = windows.setdefault(asset, anomaly_history.window(asset))
+        window.append(vector)
+        rows.append(vector)
+        histories.append(list(window[-max(anomaly_history.size, 1):]))
+    scored = await score(model, rows, histories)
+    rule = criticality_rule(model)
+    states: dict[str, Any] = {}
+    now = datetime.now(UTC).isoformat()
+    results = []
+    for item, row, history in zip(items, scored, histories, strict=True):
+        asset = item["asset_id"]
+        level, states[asset] = rule.assess(row["final_score"], states.get(asset) or criticality_state(asset))
+        result = anomaly_result(
+            asset_id=asset, sensor_id=item.get("sensor_id") or "", timestamp=item.get("timestamp") or now,
+            features=item["features"], metadata=item.get("metadata"), scored=row, criticality=level,
+            model=model, version=str(version), history_length=len(history),
+        )
+        results.append(result_json(result))
+    return results
+
+
+@app.page("/api/v1/anomalies/detect")
+class AnomalyDetectView(View):
+    async def post(self, request: Request) -> Response:
+        """Score one `ExtractedFeatures` body; 422 lists every problem, 503 when no model is promoted."""
+        try:
+            check_token(request)
+            body = await read_json(request)
+            (result,) = await detect([body], prefix=False)
+        except RequestError as error:
+            return error_response(self, error)
+        return self.json(result)
+
+
+@app.page("/api/v1/anomalies/detect/batch")
+class AnomalyDetectBatchView(View):
+    async def post(self, request: Request) -> Response:
+        """Score a list of bodies (or `{"items": [...]}`), in order; 422 names every bad item."""
+        try:
+            check_token(request)
+            body = await read_json(request)
+            items = body.get("items") if isinstance(body, dict) else body
+            if not isinstance(items, list) or not items:
+                raise RequestError(422, ["body must be a non-empty list of feature messages, or {\"items\": [...]}"])
+            limit = get_settings().max_batch_items
+            if len(items) > limit:
+                raise RequestError(413, [f"{len(items)} items are over the limit of {limit} per request"])
+            results = await detect(items, prefix=True)
+        except RequestError as error:
+            return error_response(self, error)
+        return self.json({"results": results, "count": len(results),
+                          "anomalies": sum(1 for result in results if result["is_anomaly"])})
+
+
+# ---- training ----------------------------------------------------------------------------------------
+class TrainingJobs:
+    """The `POST /train` jobs of this worker: one runs at a time; the last ones are kept for `/status`."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.running: str | None = None
+
+    def start(self, rows: int) -> str:
+        if self.running is not None:
+            raise RequestError(409, [f"training job {self.running} is still running"])
+        job_id = uuid.uuid4().hex[:12]
+        self.running = job_id
+        self.jobs[job_id] = {"job_id": job_id, "status": "training", "rows": rows,
+                             "started_at": datetime.now(UTC).isoformat(), "progress": [0, 1]}
+        while len(self.jobs) > 20:
+            self.jobs.pop(next(iter(self.jobs)))
+        return job_id
+
+    def finish(self, job_id: str, **outcome: Any) -> None:
+        self.jobs[job_id].update(outcome, finished_at=datetime.now(UTC).isoformat())
+        self.running = None
+
+    def latest(self) -> dict[str, Any] | None:
+        return dict(list(self.jobs.values())[-1]) if self.jobs else None
+
+
+training_jobs = TrainingJobs()
+
+
+def _training_config(params: Any) -> tuple[Any, list[str]]:
+    from streamapp.anomaly_training import AnomalyTrainingConfig
+
+    if params is None:
+        return AnomalyTrainingConfig(), []
+    if not isinstance(params, dict):
+        return None, ["params must be an object of hyper-parameters"]
+    known = {f.name: f.type for f in fields(AnomalyTrainingConfig)}
+    reasons = [f"params.{name} is not a hyper-parameter (known: {', '.join(sorted(known))})"
+               for name in params if name not in known]
+    defaults = AnomalyTrainingConfig()
+    for name, value in params.items():
+        if name in known and type(value) is not type(getattr(defaults, name)) \
+                and not (isinstance(getattr(defaults, name), float) and type(value) is int):
+            reasons.append(f"params.{name} must be a {type(getattr(defaults, name)).__name__}")
+    if reasons:
+        return None, reasons
+    return AnomalyTrainingConfig(**params), []
+
+
+async def run_training(job_id: str, body: dict[str, Any], config: Any) -> dict[str, Any]:
+    """Train in an executor, register and promote, then make this worker serve the new version."""
+    import numpy as np
+
+    from streamapp.anomaly_training import TrainingData, train_and_register
+
+    groups = body.get("asset_ids")
+    data = TrainingData(np.asarray(body["data"], dtype=np.float64), list(body["feature_names"]),
+                        [str(g) for g in groups] if groups else None, "api", [])
+
+    def progress(done: int, total: int) -> None:
+        training_jobs.jobs[job_id]["progress"] = [done, total]
+
+    loop = asyncio.get_running_loop()
+    try:
+        result = await loop.run_in_executor(
+            None, lambda: train_and_register(data, config, promote=True, progress=progress)
+        )
+    except Exception as exc:
+        log.exception("training job %s failed", job_id)
+        metrics.errors_total.labels("anomalies-train").inc()
+        training_jobs.finish(job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    await anomaly_model.refresh()
+    outcome = {"status": "done", "name": result.name, "version": result.version,
+               "model_version": result.model_version, "metrics": result.metrics, "promoted": result.promoted}
+    training_jobs.finish(job_id, **outcome)
+    return {"job_id": job_id, **outcome}
+
+
+@app.page("/api/v1/anomalies/train")
+class AnomalyTrainView(View):
+    async def post(self, request: Request) -> Response:
+        """Train on `{data: [[...]], feature_names: [...], asset_ids?, params?}`; 202 + job id (200 with
+        the registry version when `?wait=true`)."""
+        from streamapp.anomaly_training import check_training_rows
+
+        try:
+            check_token(request)
+            body = await read_json(request)
+            if not isinstance(body, dict):
+                raise RequestError(422, ["body must be an object with data and feature_names"])
+            reasons = check_training_rows(body.get("data"), body.get("feature_names"))
+            groups = body.get("asset_ids")
+            if groups is not None and (not isinstance(groups, list) or not isinstance(body.get("data"), list)
+                                       or len(groups) != len(body["data"])):
+                reasons.append("asset_ids must be a list with one asset id per row of data")
+            config, config_reasons = _training_config(body.get("params"))
+            reasons += config_reasons
+            if reasons:
+                raise RequestError(422, reasons)
+            job_id = training_jobs.start(len(body["data"]))
+        except RequestError as error:
+            return error_response(self, error)
+        task = asyncio.ensure_future(run_training(job_id, body, config))
+        if request.query.get("wait", "").lower() in ("1", "true", "yes"):
+            try:
+                return self.json(await task)
+            except Exception as exc:
+                return self.json({"job_id": job_id, "status": "failed", "detail": [f"{type(exc).__name__}: {exc}"]},
+                                 status=500)
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())  # failures are in the job
+        return self.json({"job_id": job_id, "status": "training", "status_url": "/api/v1/anomalies/status"},
+                         status=202)
+
+
+# ---- state ---------------------------------------------------------------------------------------------
+@app.page("/api/v1/anomalies/status")
+class AnomalyStatusView(View):
+    async def get(self, request: Request) -> Response:
+        """Whether a model is trained (and which), the agent's running counts, the last training job."""
+        model = anomaly_model.model
+        return self.json({
+            "trained": model is not None,
+            "model": anomaly_model.status(),
+            "feature_names": None if model is None else model.feature_names,
+            "window": None if model is None else model.window,
+            "threshold": None if model is None else model.threshold,
+            "history_window": anomaly_history.size,
+            "agent": anomaly_figures.as_json(),
+            "training": training_jobs.latest(),
+        })
+
+
+def _production_run() -> dict[str, Any] | None:
+    from models.registry import production_run
+    from streamapp.anomaly_scoring import ANOMALY_MODEL_NAME
+
+    return production_run(ANOMALY_MODEL_NAME)
+
+
+@app.page("/api/v1/anomalies/metrics")
+class AnomalyMetricsView(View):
+    async def get(self, request: Request) -> Response:
+        """The production run's MLflow metrics and params, and the live stream counters."""
+        loop = asyncio.get_running_loop()
+        registry: dict[str, Any]
+        try:
+            run = await loop.run_in_executor(None, _production_run)
+            registry = {"available": True, "production": run}
+        except Exception as exc:
+            log.warning("MLflow is not answering: %s", exc)
+            registry = {"available": False, "error": f"{type(exc).__name__}: {exc}", "production": None}
+        return self.json({
+            "mlflow": registry,
+            "serving": anomaly_model.status(),
+            "stream": anomaly_figures.as_json(),
+            "dead_letters_by_reason": metrics.dead_letters_by_reason(),
+        })
+
+
+# ---- the journal ---------------------------------------------------------------------------------------
+def history_filters(query: Any) -> tuple[list[Any], int, int]:
+    """SQL conditions, limit and offset from the query string; 422 with every bad parameter at once."""
+    reasons: list[str] = []
+    conditions: list[Any] = []
+    columns = DETECTIONS.c
+    unknown = sorted(set(query) - set(HISTORY_FILTERS))
+    if unknown:
+        reasons.append(f"unknown parameters: {', '.join(unknown)} (known: {', '.join(HISTORY_FILTERS)})")
+    for name in ("asset_id", "sensor_id"):
+        if query.get(name):
+            conditions.append(columns[name] == query[name])
+    for name, compare in (("start_date", columns.timestamp.__ge__), ("end_date", columns.timestamp.__le__)):
+        if query.get(name):
+            try:
+                conditions.append(compare(parse_time(query[name])))
+            except ValueError:
+                reasons.append(f"{name} {query[name][:40]!r} is not an ISO 8601 time")
+    flag = query.get("is_anomaly")
+    if flag:
+        if flag.lower() in ("true", "1", "yes"):
+            conditions.append(columns.is_anomaly.is_(True))
+        elif flag.lower() in ("false", "0", "no"):
+            conditions.append(columns.is_anomaly.is_(False))
+        else:
+            reasons.append("is_anomaly must be true or false")
+    level = query.get("criticality")
+    if level:
+        if level not in CRITICALITY_LEVELS:
+            reasons.append(f"criticality must be one of {', '.join(CRITICALITY_LEVELS)}")
+        else:
+            conditions.append(columns.criticality == level)
+    limit = _whole(query.get("limit"), DEFAULT_LIMIT, "limit", 1, MAX_LIMIT, reasons)
+    offset = _whole(query.get("offset"), 0, "offset", 0, None, reasons)
+    if reasons:
+        raise RequestError(422, reasons)
+    return conditions, limit, offset
+
+
+def _whole(text: str | None, default: int, name: str, low: int, high: int | None, reasons: list[str]) -> int:
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = low - 1
+    if value < low or (high is not None and value > high):
+        reasons.append(f"{name} must be a whole number from {low}" + (f" to {high}" if high else ""))
+        return default
+    return value
+
+
+def _item(row: Any) -> dict[str, Any]:
+    item = dict(row._mapping)
+    for name in ("timestamp", "created_at"):
+        moment = item[name]
+        if moment is not None:
+            item[name] = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    return item
+
+
+async def journal_page(conditions: list[Any], limit: int, offset: int) -> dict[str, Any]:
+    """One page of `anomaly_detections`, newest first, and how many rows match in all."""
+    await ensure_schema(Role.TELEMETRY)
+    async with get_engine(Role.TELEMETRY).connect() as connection:
+        total = (await connection.execute(select(func.count()).select_from(DETECTIONS).where(*conditions))).scalar()
+        rows = (await connection.execute(
+            select(DETECTIONS).where(*conditions)
+            .order_by(DETECTIONS.c.timestamp.desc(), DETECTIONS.c.detection_id).limit(limit).offset(offset)
+        )).all()
+    return {"total": int(total or 0), "limit": limit, "offset": offset, "items": [_item(row) for row in rows]}
+
+
+class AnomalyHistoryView(View):
+    async def get(self, request: Request) -> Response:
+        """The journal filtered by asset_id, sensor_id, start_date, end_date, is_anomaly, criticality;
+        paged by limit / offset, with the `total` number of matching rows."""
+        try:
+            conditions, limit, offset = history_filters(request.query)
+        except RequestError as error:
+            return error_response(self, error)
+        try:
+            page = await journal_page(conditions, limit, offset)
+        except Exception as exc:
+            log.warning("anomaly journal query failed: %s", exc)
+            return self.json({"detail": [f"the journal database is not answering: {type(exc).__name__}"],
+                              "status": 503}, status=503)
+        return self.json(page)
+
+
+app.page("/api/v1/anomalies/")(AnomalyHistoryView)
+app.page("/api/v1/anomalies")(type("AnomalyHistoryNoSlashView", (AnomalyHistoryView,), {}))
+

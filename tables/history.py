@@ -1,0 +1,87 @@
+"""Per-asset history of recent feature vectors: one mechanism for the anomaly and RUL pipelines.
+
+Each pipeline's agent consumes `extracted-features` (keyed by `asset_id`) and keeps its OWN instance,
+because two agents reading the same partition run independently: a shared table would give one agent
+a window the other has not yet extended. Both instances are changelog-backed Faust tables (recovered
+on restart and rebalance) with the same value layout; only the name and the window length differ.
+
+    history = FeatureHistory("anomaly-feature-history")           # last `history_window` vectors
+    window = history.append_and_window(asset_id, features, event.message.partition, event.message.offset)
+    ...                                                            # after the batch, before the ack:
+    history.persist()                                              # one changelog record per touched asset
+
+Update an instance only from the agent consuming the co-partitioned topic; anyone may `window()` it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from streamapp.app import app
+from streamapp.settings import get_settings
+from tables.vitals import store
+
+
+def _history_window() -> int:
+    return get_settings().history_window
+
+
+class FeatureHistory:
+    """asset_id -> {"partition", "offset", "vectors": [{name: value}, ...]} (oldest first, at most `size`)."""
+
+    def __init__(self, name: str, size: Callable[[], int] = _history_window, help: str = "") -> None:
+        self.name = name
+        self._size = size
+        self.table = app.Table(
+            name, key_type=str, default=None,
+            help=help or "asset_id -> the asset's most recent feature vectors, oldest first",
+        )
+        self._touched: dict[str, int] = {}  # asset -> source partition, since the last persist()
+
+    @property
+    def size(self) -> int:
+        return max(1, int(self._size()))
+
+    def window(self, asset_id: str) -> list[dict[str, float]]:
+        """The asset's recent vectors held by this worker, oldest first (empty when unknown here)."""
+        entry = self.table.data.get(asset_id)
+        return [dict(vector) for vector in entry["vectors"]] if entry else []
+
+    def append_and_window(
+        self, asset_id: str, features: dict[str, float], partition: int, offset: int | None = None
+    ) -> list[dict[str, float]]:
+        """Append `features` and return the asset's window, oldest first, ending with `features`.
+
+        `partition` is the source partition (the changelog partition of the entry). With `offset`, a
+        replayed message (offset not above the last one applied) is not appended twice."""
+        entry = self.table.data.get(asset_id) or {"partition": partition, "offset": -1, "vectors": []}
+        vectors: list[dict[str, float]] = list(entry["vectors"])
+        replayed = offset is not None and entry.get("partition") == partition and offset <= entry.get("offset", -1)
+        window = [*vectors, {name: float(value) for name, value in features.items()}][-self.size:]
+        if not replayed:
+            self.table.data[asset_id] = {
+                "partition": partition, "offset": entry.get("offset", -1) if offset is None else offset,
+                "vectors": window,
+            }
+            self._touched[asset_id] = partition
+        return [dict(vector) for vector in window]
+
+    def persist(self) -> int:
+        """Changelog every asset changed since the last call (once each); returns how many."""
+        touched, self._touched = self._touched, {}
+        written = 0
+        for asset_id, partition in touched.items():
+            entry = self.table.data.get(asset_id)
+            if entry is not None:
+                store(self.table, asset_id, entry, partition)
+                written += 1
+        return written
+
+    def discard_pending(self) -> None:
+        """Forget the assets touched since the last persist (after a rebalance took their partitions)."""
+        self._touched.clear()
+
+
+anomaly_history = FeatureHistory(
+    "anomaly-feature-history", help="asset_id -> recent feature vectors the anomaly LSTM windows are cut from"
+)
