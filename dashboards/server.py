@@ -137,17 +137,21 @@ class DashboardServer(Service):
                     response.headers.add(name, value)
             return response
 
-    async def forward_websocket(self, request: web.Request) -> web.WebSocketResponse:
+    async def forward_websocket(self, request: web.Request) -> web.StreamResponse:
         assert self.client is not None
         offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         headers = {"Host": request.host}
         for name in ("Origin", "Cookie", "User-Agent"):
             if name in request.headers:
                 headers[name] = request.headers[name]
-        upstream = await self.client.ws_connect(
-            self.upstream + request.rel_url.path_qs, protocols=offered, headers=headers,
-            max_msg_size=MAX_WS_MESSAGE, autoping=True,
-        )
+        try:
+            upstream = await self.client.ws_connect(
+                self.upstream + request.rel_url.path_qs, protocols=offered, headers=headers,
+                max_msg_size=MAX_WS_MESSAGE, autoping=True,
+            )
+        except aiohttp.WSServerHandshakeError as refused:  # e.g. an Origin Bokeh does not allow
+            log.warning("dashboard websocket refused (%s) for origin %s", refused.status, headers.get("Origin"))
+            return web.Response(status=refused.status, text="dashboard websocket refused")
         downstream = web.WebSocketResponse(
             protocols=[upstream.protocol] if upstream.protocol else [], max_msg_size=MAX_WS_MESSAGE,
         )

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from PIL import Image, ImageChops
 
@@ -23,8 +25,19 @@ PATIENTS = ("pt-dash-a", "pt-dash-b")
 
 @pytest.fixture
 def worker(kafka: Any, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A worker of its own, for tests that stop it."""
     asyncio.run(ensure_contract_topics(kafka.bootstrap))
     process = WorkerProcess(kafka.url, tmp_path)
+    yield process
+    process.kill()
+
+
+@pytest.fixture(scope="module")
+def shared_worker(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """One running worker for the tests that only look at it."""
+    asyncio.run(ensure_contract_topics(kafka.bootstrap))
+    process = WorkerProcess(kafka.url, tmp_path_factory.mktemp("dashboard-worker"))
+    process.start()
     yield process
     process.kill()
 
@@ -47,31 +60,66 @@ def png(data: bytes) -> Image.Image:
 
 @pytest.mark.browser
 async def test_the_vitals_tab_plots_live_data_that_moves_between_two_screenshots_3_s_apart(
-    worker: WorkerProcess, kafka: Any, browser: Browser, tmp_path: Path,
+    shared_worker: WorkerProcess, kafka: Any, browser: Browser, tmp_path: Path,
 ) -> None:
-    await asyncio.to_thread(worker.start)
     async with vitals_flowing(kafka.bootstrap, PATIENTS):
         opened = time.monotonic()
-        page = await open_dashboard(browser, worker.base_url + "/dashboard", min_points=3)
+        page = await open_dashboard(browser, shared_worker.base_url + "/dashboard", min_points=3)
         first_render_s = time.monotonic() - opened
         plot = (await page.evaluate(JS_CANVAS_RECTS))[0]  # the temperature plot, first in the vitals grid
-        before_times = await page.column("vitals-temp_corp", "time")
+        before_times = await page.column("vitals-temp_corp", "time") or []
         before = await page.screenshot(clip=plot)
-        await asyncio.sleep(3)
-        after_times = await page.column("vitals-temp_corp", "time")
+        newest, changed_at = max(before_times), [time.monotonic()]
+        while time.monotonic() - changed_at[0] < 3.0:
+            await asyncio.sleep(0.2)
+            latest = max(await page.column("vitals-temp_corp", "time") or [0])
+            if latest > newest:
+                newest = latest
+                changed_at.append(time.monotonic())
         after = await page.screenshot(clip=plot)
         whole = await page.screenshot()
     for name, data in (("vitals-before.png", before), ("vitals-after.png", after), ("vitals-page.png", whole)):
         (tmp_path / name).write_bytes(data)
-    print(f"first render {first_render_s:.2f} s; screenshots in {tmp_path}")
+    gaps = [later - earlier for earlier, later in zip(changed_at, changed_at[1:], strict=False)]
+    print(f"first render {first_render_s:.2f} s; updates every <= {max(gaps, default=0):.2f} s; shots in {tmp_path}")
 
-    assert before_times and after_times
-    assert max(after_times) > max(before_times), "no newer point was streamed to the page in 3 s"
-    changed = ImageChops.difference(png(before), png(after)).getbbox()
-    assert changed is not None, "the temperature plot looks the same 3 s later"
-    colors = png(whole).getcolors(maxcolors=1 << 20) or []
-    assert len(colors) > 50, "the page looks blank"
+    assert newest > max(before_times), "no newer point was streamed to the page in 3 s"
+    assert len(gaps) >= 2 and max(gaps) <= 2.0, f"updates further apart than 2 s: {gaps}"
+    assert ImageChops.difference(png(before), png(after)).getbbox() is not None, "the plot looks the same 3 s later"
+    assert len(png(whole).getcolors(maxcolors=1 << 20) or []) > 50, "the page looks blank"
     assert first_render_s < 30
+
+
+@pytest.mark.browser
+async def test_sessions_of_closed_tabs_are_discarded(shared_worker: WorkerProcess, browser: Browser) -> None:
+    tabs = [await browser.open(shared_worker.base_url + "/dashboard") for _ in range(2)]
+    for tab in tabs:
+        await tab.wait_for("window.Bokeh && Bokeh.documents.length > 0")
+    assert shared_worker.get("/health")[1]["dashboard"]["sessions"] >= 2
+    for tab in tabs:
+        await tab.close()
+    deadline = time.monotonic() + 20
+    while shared_worker.get("/health")[1]["dashboard"]["sessions"] > 0:
+        assert time.monotonic() < deadline, "closed tabs' sessions were never discarded"
+        await asyncio.sleep(0.5)
+
+
+async def test_a_websocket_from_a_foreign_origin_is_refused(shared_worker: WorkerProcess) -> None:
+    async with aiohttp.ClientSession() as client:
+        async def connect(origin: str) -> int:
+            async with client.get(shared_worker.base_url + "/dashboard/") as page:
+                token = re.search(r'"token":"([^"]+)"', await page.text())
+            assert token is not None, "no Bokeh session token in the dashboard page"
+            try:
+                async with client.ws_connect(shared_worker.base_url + "/dashboard/ws", protocols=("bokeh", token[1]),
+                                             headers={"Origin": origin}):
+                    return 101
+            except aiohttp.WSServerHandshakeError as refused:
+                return refused.status
+
+        port = shared_worker.web_port
+        assert await connect(f"http://127.0.0.1:{port}") == 101
+        assert await connect("http://evil.example") == 403
 
 
 @pytest.mark.browser
