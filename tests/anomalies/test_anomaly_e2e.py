@@ -1,0 +1,142 @@
+"""Issue #4 acceptance against a real broker and a worker subprocess, with a model trained and registered
+in the test's own MLflow store: the seed's example message gives an `AnomalyResult` (three scores,
+criticality, model version) and a journal row; promoting a new version changes `model_version` on the
+running worker's outputs after its next registry poll, without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.anomalies.conftest import SEED_EXAMPLE, small_config, small_training_data
+from tests.kafka_helpers import produce_json, read_topic
+from tests.worker import WorkerProcess
+
+pytestmark = [pytest.mark.broker, pytest.mark.e2e]
+POLL_SECONDS = 1.0
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory, small_ensemble: Any) -> Iterator[str]:
+    """A private MLflow store (tracking + registry) holding one promoted anomaly version."""
+    from streamapp.anomaly_training import register_ensemble
+    from streamapp.settings import get_settings
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    get_settings.cache_clear()
+    register_ensemble(small_ensemble, small_training_data(), small_config(), {"train_rows": 180.0})
+    yield uri
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def worker(kafka: Any, mlflow_store: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    workdir = tmp_path_factory.mktemp("anomaly-worker")
+    process = WorkerProcess(kafka.url, workdir, env={
+        "MLFLOW_TRACKING_URI": mlflow_store,
+        "STREAMAPP_MODEL_POLL_SECONDS": str(POLL_SECONDS),
+        "STREAMAPP_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'telemetry.db'}",
+        "STREAMAPP_LAKE_FLUSH_SECONDS": "0.5",
+        "STREAMAPP_DASHBOARD_ENABLED": "false",
+    })
+    process.start()
+    yield process
+    process.kill()
+
+
+def serving_version(worker: WorkerProcess, within_s: float = 60.0, expected: str | None = None) -> str:
+    """The registry version the worker serves, once it serves one (and `expected`, if given)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        status, body = worker.get("/api/v1/anomalies/status")
+        version = body["model"]["version"] if status == 200 else None
+        if version is not None and (expected is None or version == expected):
+            return str(version)
+        time.sleep(0.2)
+    raise AssertionError(f"worker does not serve {expected or 'a model'}: {body}\n{worker.log_tail()}")
+
+
+def result_for(kafka: Any, asset_id: str) -> dict[str, Any]:
+    def ours(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [m["value"] for m in messages if isinstance(m["value"], dict) and m["value"].get("asset_id") == asset_id]
+
+    found = ours(asyncio.run(read_topic(kafka.bootstrap, "anomalies-detected", until=lambda m: bool(ours(m)),
+                                        within_s=60)))
+    assert found, f"no AnomalyResult for {asset_id}"
+    return found[0]
+
+
+def journal_rows(worker: WorkerProcess, asset_id: str, within_s: float = 15.0) -> list[tuple[Any, ...]]:
+    database = Path(worker.env["STREAMAPP_DATABASE_URL"].removeprefix("sqlite+aiosqlite:///"))
+    deadline = time.monotonic() + within_s
+    rows: list[tuple[Any, ...]] = []
+    while time.monotonic() < deadline and not rows:
+        try:
+            with sqlite3.connect(database) as connection:
+                rows = connection.execute(
+                    "SELECT asset_id, criticality, model_version, final_score FROM anomaly_detections "
+                    "WHERE asset_id = ?", (asset_id,)).fetchall()
+        except sqlite3.OperationalError:  # not created yet
+            pass
+        time.sleep(0.2)
+    return rows
+
+
+def seed_example(asset_id: str, timestamp: str = "2024-01-01T12:00:00Z") -> dict[str, Any]:
+    """The guide's example message; the asset id is made unique so this run's result can be told apart."""
+    body = copy.deepcopy(SEED_EXAMPLE)
+    body.update(asset_id=asset_id, timestamp=timestamp)
+    return body
+
+
+def test_the_seed_example_message_yields_a_scored_result_and_a_journal_row(worker: WorkerProcess, kafka: Any) -> None:
+    version = serving_version(worker)
+    asset_id = f"ASSET001-{uuid.uuid4().hex[:6]}"
+    asyncio.run(produce_json(kafka.bootstrap, "extracted-features", [(asset_id, seed_example(asset_id))]))
+    result = result_for(kafka, asset_id)
+    assert [s["model_name"] for s in result["scores"]] == ["isolation_forest", "one_class_svm", "lstm_autoencoder"]
+    assert all(isinstance(s["score"], float) and isinstance(s["is_anomaly"], bool) for s in result["scores"])
+    assert result["criticality"] in ("low", "medium", "high", "critical")
+    assert result["model_version"] == version
+    assert result["features"] == SEED_EXAMPLE["features"] and result["sensor_id"] == "SENSOR001"
+    rows = journal_rows(worker, asset_id)
+    assert rows == [(asset_id, result["criticality"], version, result["final_score"])]
+    status, health = worker.get("/health")
+    assert status == 200 and health["anomaly_model"]["ok"] is True and health["anomaly_model"]["version"] == version
+
+
+def test_promoting_a_new_version_changes_model_version_on_outputs_without_restart(
+    worker: WorkerProcess, kafka: Any, small_ensemble: Any
+) -> None:
+    from streamapp.anomaly_training import register_ensemble
+
+    before = serving_version(worker)
+    pid = worker.process.pid if worker.process else None
+    asset_id = f"promo-{uuid.uuid4().hex[:6]}"
+    asyncio.run(produce_json(kafka.bootstrap, "extracted-features", [(asset_id, seed_example(asset_id))]))
+    assert result_for(kafka, asset_id)["model_version"] == before
+    promoted = register_ensemble(small_ensemble, small_training_data(), small_config(), {"train_rows": 180.0})
+    assert promoted != before
+    started = time.monotonic()
+    serving_version(worker, expected=promoted, within_s=30)
+    swap_s = time.monotonic() - started
+    second = f"{asset_id}-after"
+    asyncio.run(produce_json(kafka.bootstrap, "extracted-features", [(second, seed_example(second))]))
+    assert result_for(kafka, second)["model_version"] == promoted
+    assert worker.process is not None and worker.process.pid == pid and worker.process.poll() is None
+    assert swap_s < POLL_SECONDS + 15  # the poll interval plus loading the new version
