@@ -139,6 +139,15 @@ class VitalsPipeline:
             lake_dataset("silver/critical_alerts", CRITICAL_SCHEMA, ["date"]),
         ])
 
+    async def prepare(self) -> None:
+        """Create the tables before the first batch, so the first alerts do not wait for a migration."""
+
+        async def migrate() -> None:
+            await ensure_schema(Role.TELEMETRY)
+
+        await write_with_retry("db:iot", migrate)
+        self.schema_ready = True
+
     # ---- per batch ----------------------------------------------------------------------------
     def fold(self, events: Sequence[EventT], wall_s: float) -> BatchOutcome:
         """Rules, windows and device state for a batch (no I/O): what to publish and to store."""
@@ -362,6 +371,7 @@ async def process_vitals(stream: StreamT) -> None:
     """Alerts, device status, windows and sinks for every measurement, a micro-batch at a time."""
     global _pipeline
     pipeline = _pipeline = VitalsPipeline()
+    await pipeline.prepare()
     async for events in micro_batches(stream, agent=AGENT):
         timer = BatchTimer(AGENT)
         await pipeline.process(stream, events)

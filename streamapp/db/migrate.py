@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
 
 from streamapp.db.engines import Role, get_engine
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Alembic keeps its migration context in module globals: two upgrades at once in one process (ours and
+# MLflow's own, from an executor thread) clobber each other. Whoever runs Alembic in-process takes this lock.
+ALEMBIC_LOCK = threading.Lock()
+
+
+def _metadata(role: Role) -> MetaData:
+    if role is Role.TELEMETRY:
+        from streamapp.db.telemetry import TelemetryBase
+
+        return TelemetryBase.metadata
+    from streamapp.db.orders import OrdersBase
+
+    return OrdersBase.metadata
 
 
 def _upgrade(connection: Connection, role: Role) -> None:
@@ -22,12 +37,22 @@ def _upgrade(connection: Connection, role: Role) -> None:
     config.set_main_option("version_table", f"alembic_version_{role.value}")
     config.attributes["connection"] = connection
     command.upgrade(config, "head")
+    expected = _metadata(role)
+    missing = set(expected.tables) - set(inspect(connection).get_table_names())
+    if missing:  # an upgrade disturbed by a concurrent Alembic run: the models are the head schema
+        log.warning("tables %s missing after migrating %s; creating them from the models", sorted(missing), role.value)
+        expected.create_all(connection, checkfirst=True)
 
 
 async def migrate(role: Role) -> None:
     """Bring the role's database to the newest schema (idempotent, safe for concurrent workers)."""
-    async with get_engine(role).begin() as connection:
-        await connection.run_sync(_upgrade, role)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, ALEMBIC_LOCK.acquire)
+    try:
+        async with get_engine(role).begin() as connection:
+            await connection.run_sync(_upgrade, role)
+    finally:
+        ALEMBIC_LOCK.release()
     log.info("schema of %s database is current", role.value)
 
 
