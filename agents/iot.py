@@ -213,16 +213,17 @@ class VitalsPipeline:
                 item.event, reason=LATE, agent=AGENT,
                 error=f"event time {item.measurement.timestamp} is older than the window grace period",
             )
-        await self.store_rows(stored)
-        self.add_lake_rows(stored)
+        rows = [measurement_row(item) for item in stored]
+        await self.store_rows(stored, rows)
+        self.add_lake_rows(stored, rows)
         metrics.seed_figures.record_processed(len(events))
         await ack_after_lake(self.sink, stream, list(events))
 
-    async def store_rows(self, stored: list[Accepted]) -> None:
+    async def store_rows(self, stored: list[Accepted], rows: list[dict[str, Any]]) -> None:
         """Upsert measurements and alerts (idempotent by message_id / alert_id), retrying while the DB is down."""
         if not stored:
             return
-        measurements = {item.measurement.message_id: measurement_row(item) for item in stored}
+        measurements = {row["message_id"]: row for row in rows}  # a resend within the batch: one row
         alerts = {alert.alert_id: alert_row(alert, item.event_time) for item in stored for alert in item.alerts}
 
         async def write() -> None:
@@ -236,12 +237,11 @@ class VitalsPipeline:
         await write_with_retry("db:iot", write)
         metrics.sink_rows_total.labels("db:iot").inc(len(measurements) + len(alerts))
 
-    def add_lake_rows(self, stored: list[Accepted]) -> None:
+    def add_lake_rows(self, stored: list[Accepted], rows: list[dict[str, Any]]) -> None:
         raw, alerts, critical = [], [], []
-        for item in stored:
+        for item, measurement in zip(stored, rows, strict=True):
             position = position_of(item.event)
-            row = measurement_row(item)
-            row["date"] = item.event_time.date().isoformat()
+            row = {**measurement, "date": item.event_time.date().isoformat()}
             raw.append((row, position))
             for alert in item.alerts:
                 alerts.append(({**alert_row(alert, item.event_time), "date": row["date"],

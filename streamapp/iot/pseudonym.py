@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from functools import lru_cache
 
 from streamapp.settings import get_settings
 
 PSEUDONYM_PREFIX = "pt-"
 DIGEST_CHARS = 48  # 192 bits of the HMAC: collision-free in practice, fits the 64-character columns
+_PSEUDONYM = re.compile(rf"{re.escape(PSEUDONYM_PREFIX)}[0-9a-f]{{{DIGEST_CHARS}}}")
 
 
 @lru_cache(maxsize=1)
@@ -25,12 +27,7 @@ def pseudonymise(patient_id: str) -> str:
 
 def is_pseudonym(value: str) -> bool:
     """Whether `value` has the shape of a pseudonym (used to accept already-pseudonymised records)."""
-    body = value[len(PSEUDONYM_PREFIX):]
-    return (
-        value.startswith(PSEUDONYM_PREFIX)
-        and len(body) == DIGEST_CHARS
-        and all(c in "0123456789abcdef" for c in body)
-    )
+    return _PSEUDONYM.fullmatch(value) is not None
 
 
 def forget_secret() -> None:

@@ -107,3 +107,24 @@ async def test_a_clear_patient_id_on_the_topic_is_pseudonymised_before_anything_
     (alert,) = captured_sends.values("iot-alerts")
     assert alert.patient_id == pseudonymise("patient-042-ss")
     assert "patient-042-ss" not in repr(captured_sends.by_topic)
+
+
+async def test_the_seed_figures_count_messages_alerts_by_type_and_ingest_to_alert_latency(
+    iot_env: Any, faust_app: Any, captured_sends: CapturedSends
+) -> None:
+    from agents.iot import process_vitals
+    from streamapp.iot.pseudonym import pseudonymise
+
+    figures = metrics.seed_figures
+    before_alerts, before_latencies = dict(figures.alerts_by_type), len(figures.latencies_s)
+    patient = pseudonymise("patient-m")
+    async with process_vitals.test_context() as agent:
+        await put_and_wait(agent, [measurement(patient, spo2_pct=85.0, temp_corp=38.5),
+                                   measurement(patient, seconds=1, freq_card=190.0)], key=patient)
+    gained = {name: count - before_alerts.get(name, 0) for name, count in figures.alerts_by_type.items()}
+    assert {name: n for name, n in gained.items() if n} == {
+        "CRITICAL_SPO2": 1, "CRITICAL_TEMPERATURE": 1, "CRITICAL_FEVER_HYPOXIA": 1, "CRITICAL_HEART_RATE": 1}
+    latencies = list(figures.latencies_s)[before_latencies:]
+    assert len(latencies) == 4 and all(0 <= latency < 5 for latency in latencies)
+    shown = figures.as_json()
+    assert shown["processed_messages"] >= 2 and shown["latency_p99_s"] >= shown["latency_p50_s"] >= 0

@@ -301,3 +301,17 @@ async def test_no_clear_patient_id_anywhere_after_a_simulated_run(
         assert not any(clear_id in row for row in telemetry_rows + orders_rows), f"{clear_id} in a database"
         assert not any(clear_id in part for part in lake_text), f"{clear_id} in the lake"
         assert clear_id not in log, f"{clear_id} in the worker log"
+
+
+async def test_the_metrics_endpoints_show_the_pipeline(simulated_run: dict[str, Any], worker: WorkerProcess) -> None:
+    status, figures = await asyncio.to_thread(worker.get, "/metrics.json")
+    assert status == 200
+    assert figures["processed_messages"] >= simulated_run["http"] + simulated_run["kafka"]
+    assert 0 < figures["latency_p50_s"] <= figures["latency_p95_s"] <= figures["latency_p99_s"] < 10
+    assert figures["throughput_eps"] > 0 and 0 < figures["valid_pct"] < 100  # one invalid payload was posted
+    assert {"CRITICAL_SPO2", "CRITICAL_TEMPERATURE", "CRITICAL_FEVER_HYPOXIA"} <= set(figures["alerts_by_type"])
+    status, text_body = await asyncio.to_thread(worker.get, "/metrics")
+    assert status == 200
+    for series in ('streamapp_alerts_total{alert_type="CRITICAL_SPO2"}', "streamapp_ingest_to_alert_seconds_count",
+                   'streamapp_ingested_total{outcome="accepted"}', 'streamapp_batch_size_count{agent="iot"}'):
+        assert series in text_body
