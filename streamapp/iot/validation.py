@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streamapp.iot.pseudonym import pseudonymise
+from streamapp.iot.pseudonym import is_pseudonym, pseudonymise
 from streamapp.records import IngestError, IotMeasurement, VitalSigns
 
 API_VERSION = "1.0.0"
@@ -153,7 +153,8 @@ def redacted_excerpt(payload: Any) -> str:
     """A short JSON excerpt of a refused payload with the patient id replaced by its pseudonym."""
     if isinstance(payload, dict) and "patient_id" in payload:
         clear = payload["patient_id"]
-        payload = {**payload, "patient_id": pseudonymise(clear) if isinstance(clear, str) else "<redacted>"}
+        shown = (clear if is_pseudonym(clear) else pseudonymise(clear)) if isinstance(clear, str) else "<redacted>"
+        payload = {**payload, "patient_id": shown}
     text = json.dumps(payload, default=str, ensure_ascii=False)
     return text[:EXCERPT_CHARS]
 

@@ -87,11 +87,14 @@ async def test_a_record_out_of_range_goes_to_iot_errors_and_dead_letters_not_to_
 ) -> None:
     from agents.iot import process_vitals
     from streamapp.db.telemetry import IotMeasurementRow
+    from streamapp.iot.pseudonym import pseudonymise
 
+    patient = pseudonymise("patient-e")
     async with process_vitals.test_context() as agent:
-        await put_and_wait(agent, [measurement("pt-e", temp_corp=80.0), measurement("pt-e", seconds=1)], key="pt-e")
+        await put_and_wait(agent, [measurement(patient, temp_corp=80.0), measurement(patient, seconds=1)], key=patient)
     (error,) = captured_sends.values("iot-errors")
     assert error.reasons == ["measurements.temp_corp: 80 is outside the physiological range 30..45"]
+    assert patient in error.payload_excerpt  # the pseudonym as it was, to find the patient's other records
     assert [letter.reason for letter in captured_sends.values("dead-letters")] == ["invalid"]
     assert await count_rows(IotMeasurementRow) == 1
 
