@@ -100,6 +100,7 @@ class Accepted:
 class BatchOutcome:
     accepted: list[Accepted] = field(default_factory=list)
     late: list[Accepted] = field(default_factory=list)
+    replayed: list[Accepted] = field(default_factory=list)  # at or below the offset the table state holds
     invalid: list[tuple[EventT, list[str]]] = field(default_factory=list)
     statuses: list[DeviceStatus] = field(default_factory=list)
     finals: list[VitalsWindow] = field(default_factory=list)
@@ -167,9 +168,13 @@ class VitalsPipeline:
             vitals = tuple(float(getattr(measurement.measurements, name)) for name in VITALS)
             accepted = Accepted(event, measurement, event_time, vitals, alerts_for(measurement, self.thresholds))
             patient, partition = measurement.patient_id, event.message.partition
-            outcome.touched[patient] = partition
             windows = vitals_5min.data.get(patient) or self.windows.new_state(partition)
-            windows["partition"] = partition
+            offset = event.message.offset
+            if windows["partition"] == partition and windows.get("offset", -1) >= offset:
+                outcome.replayed.append(accepted)  # folded in and alerted before a restart: only store it again
+                continue
+            outcome.touched[patient] = partition
+            windows["partition"], windows["offset"] = partition, offset
             alert_types = [alert.alert_type for alert in accepted.alerts]
             if self.windows.add(windows, event_time.timestamp(), vitals, alert_types, wall_s):
                 outcome.accepted.append(accepted)
@@ -193,8 +198,7 @@ class VitalsPipeline:
     async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
         async with self.lock:
             outcome = self.fold(events, time.time())
-            stored = outcome.accepted + outcome.late
-            alerts = [alert for item in stored for alert in item.alerts]
+            alerts = [alert for item in outcome.accepted + outcome.late for alert in item.alerts]
             await publish([
                 *((iot_alerts_topic, alert.patient_id, alert) for alert in alerts),
                 *((iot_device_status_topic, status.device_id, status) for status in outcome.statuses),
@@ -213,6 +217,7 @@ class VitalsPipeline:
                 item.event, reason=LATE, agent=AGENT,
                 error=f"event time {item.measurement.timestamp} is older than the window grace period",
             )
+        stored = outcome.accepted + outcome.late + outcome.replayed
         rows = [measurement_row(item) for item in stored]
         await self.store_rows(stored, rows)
         self.add_lake_rows(stored, rows)
