@@ -18,6 +18,7 @@ from dashboards.live_state import live_state
 from dashboards.operations import RateMeter, operations_sample
 from streamapp import health
 from streamapp.app import app
+from streamapp.iot.pseudonym import is_pseudonym, pseudonymise
 from streamapp.settings import get_settings
 from streamapp.topics import (
     anomalies_topic,
@@ -50,6 +51,16 @@ def _register(topic: TopicT, add: Callable[[Iterable[Any]], None], name: str) ->
     app.agent(topic, name=f"dashboard-{name}")(copy_to_live_state)
 
 
+def shown_patient(patient_id: str) -> str:
+    """A clear id a producer left on the topic is pseudonymised here too (as the IoT agent does), so it
+    is never shown and matches the patient of the alerts."""
+    return patient_id if is_pseudonym(patient_id) else pseudonymise(patient_id)
+
+
+def add_vitals(measurements: Iterable[Any]) -> None:
+    live_state.add_measurements(measurements, patient_of=shown_patient)
+
+
 _meter = RateMeter()
 
 
@@ -69,7 +80,7 @@ def register_dashboard_agents() -> bool:
     if not settings.dashboard_enabled:
         return False
     live_state.history_points = settings.dashboard_history_points
-    _register(iot_measurements_topic, live_state.add_measurements, "vitals")
+    _register(iot_measurements_topic, add_vitals, "vitals")
     _register(iot_alerts_topic, live_state.add_alerts, "alerts")
     _register(iot_device_status_topic, live_state.add_device_statuses, "devices")
     _register(anomalies_topic, live_state.add_anomalies, "anomalies")

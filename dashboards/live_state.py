@@ -15,7 +15,7 @@ import itertools
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -168,12 +168,16 @@ class LiveState:
         self.records_by_topic[topic] = self.records_by_topic.get(topic, 0) + count
 
     # ---- IoT ----------------------------------------------------------------------------------
-    def add_measurements(self, measurements: Iterable[IotMeasurement]) -> None:
+    def add_measurements(
+        self, measurements: Iterable[IotMeasurement], patient_of: Callable[[str], str] = str,
+    ) -> None:
+        """Append each measurement to its patient's series; `patient_of` maps the record's id to the key
+        shown (records are shared with other agents: never modified here)."""
         count = 0
         for measurement in measurements:
             count += 1
             vitals = measurement.measurements
-            self._series(self.vitals, measurement.patient_id).append({
+            self._series(self.vitals, patient_of(measurement.patient_id)).append({
                 "time": epoch_ms(measurement.timestamp),
                 "temp_corp": vitals.temp_corp,
                 "freq_card": vitals.freq_card,

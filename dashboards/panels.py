@@ -13,9 +13,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import panel as pn
+from bokeh.layouts import column, row
 from bokeh.models.annotations import Span
+from bokeh.models.layouts import TabPanel, Tabs
 from bokeh.models.ranges import FactorRange, Range1d
 from bokeh.models.sources import ColumnDataSource
+from bokeh.models.widgets.inputs import Select
+from bokeh.models.widgets.markups import Div
 from bokeh.models.widgets.tables import DataTable, HTMLTemplateFormatter, NumberFormatter, TableColumn
 from bokeh.plotting import figure
 
@@ -106,14 +110,14 @@ class KeyPicker:
     """A selector over the keys (patients, assets) this worker has seen; keeps the user's choice."""
 
     def __init__(self, name: str) -> None:
-        self.widget = pn.widgets.Select(name=name, options=[], width=320)
+        self.widget = Select(title=name, options=[], value="", width=320)
 
     def refresh(self, keys: list[str]) -> str | None:
         if keys != self.widget.options:
-            self.widget.options = keys
+            self.widget.options = list[Any](keys)
         if self.widget.value not in keys:
-            self.widget.value = keys[0] if keys else None
-        return self.widget.value
+            self.widget.value = keys[0] if keys else ""
+        return self.widget.value or None
 
 
 class VitalsTab:
@@ -134,16 +138,16 @@ class VitalsTab:
                                     line_width=2))
             if vital in self.levels:
                 fig.scatter("time", vital, source=self.bounds, alpha=0)
-            plots.append(pn.pane.Bokeh(fig, sizing_mode="stretch_width"))
+            plots.append(fig)
         formatters = {"severity": HTMLTemplateFormatter(template=COLORED_CELL),
                       "alert_type": HTMLTemplateFormatter(template=COLORED_CELL),
                       "value": NumberFormatter(format="0.0")}
         self.alerts = table(ALERT_COLUMNS, formatters)
         self.alerts_seq = -1
-        self.view = pn.Column(
-            self.patient.widget, pn.GridBox(*plots, ncols=2, sizing_mode="stretch_width"),
-            pn.pane.Markdown("### Recent alerts (newest first)"), pn.pane.Bokeh(self.alerts),
-            sizing_mode="stretch_width",
+        self.view = column(
+            self.patient.widget, row(plots[0], plots[1], sizing_mode="stretch_width"),
+            row(plots[2], plots[3], sizing_mode="stretch_width"),
+            heading("Recent alerts (newest first)"), self.alerts, sizing_mode="stretch_width",
         )
 
     def update(self) -> None:
@@ -182,12 +186,9 @@ class MachinesTab:
                                            "final_score": NumberFormatter(format="0.000"),
                                            "criticality": HTMLTemplateFormatter(template=COLORED_CELL)})
         self.fleet_seq = -1
-        self.view = pn.Column(
-            self.asset.widget,
-            pn.Row(pn.pane.Bokeh(score, sizing_mode="stretch_width"),
-                   pn.pane.Bokeh(forecast, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
-            pn.pane.Markdown("### Fleet, lowest RUL first"), pn.pane.Bokeh(self.fleet),
-            sizing_mode="stretch_width",
+        self.view = column(
+            self.asset.widget, row(score, forecast, sizing_mode="stretch_width"),
+            heading("Fleet, lowest RUL first"), self.fleet, sizing_mode="stretch_width",
         )
 
     def update(self) -> None:
@@ -212,14 +213,11 @@ class OrdersTab:
         self.categories = figure(title="Mean return probability by category", y_range=self.category_range,
                                  x_range=Range1d(start=0, end=1), height=260, sizing_mode="stretch_width", tools="",
                                  toolbar_location=None)
-        self.categories.hbar(y="category", right="mean_proba", height=0.7, source=self.by_category)
-        self.figures = pn.pane.Markdown(sizing_mode="stretch_width")
-        self.view = pn.Column(
-            self.figures,
-            pn.Row(pn.pane.Bokeh(per_minute, sizing_mode="stretch_width"),
-                   pn.pane.Bokeh(self.categories, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
-            sizing_mode="stretch_width",
-        )
+        self.categories.hbar(y="category", right="mean_proba", height=0.7, source=self.by_category,
+                             name="return-proba-by-category")
+        self.figures = Div(sizing_mode="stretch_width")
+        self.view = column(self.figures, row(per_minute, self.categories, sizing_mode="stretch_width"),
+                           sizing_mode="stretch_width")
 
     def update(self) -> None:
         stream_minutes(self.minutes, self.state.order_minutes.rows())
@@ -231,9 +229,9 @@ class OrdersTab:
         counted = duplicates_dropped()
         duplicates = (f"{counted} (dropped by the returns pipeline)" if counted is not None
                       else f"{self.state.duplicate_events} (repeated event ids seen here)")
-        self.figures.object = (
-            f"**Order events** {self.state.orders_seen} · **duplicates** {duplicates} · "
-            f"**return predictions** {self.state.predictions_seen}"
+        self.figures.text = (
+            f"<b>Order events</b> {self.state.orders_seen} · <b>duplicates</b> {duplicates} · "
+            f"<b>return predictions</b> {self.state.predictions_seen}"
         )
 
 
@@ -276,16 +274,14 @@ class OperationsTab:
         self.health = table(("component", "status", "detail", "color"),
                             {"status": HTMLTemplateFormatter(template=COLORED_CELL)}, height=160)
         self.topics = table(("topic", "records"), height=160)
-        self.view = pn.Column(
-            pn.Row(pn.pane.Bokeh(throughput, sizing_mode="stretch_width"),
-                   pn.pane.Bokeh(lag, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
-            pn.GridBox(
-                pn.Column("### Dead letters by reason", pn.pane.Bokeh(self.dead_letters)),
-                pn.Column("### Model versions in use", pn.pane.Bokeh(self.models)),
-                pn.Column("### Broker and database health", pn.pane.Bokeh(self.health)),
-                pn.Column("### Records shown here, by topic", pn.pane.Bokeh(self.topics)),
-                ncols=2, sizing_mode="stretch_width",
-            ),
+        self.view = column(
+            row(throughput, lag, sizing_mode="stretch_width"),
+            row(column(heading("Dead letters by reason"), self.dead_letters, sizing_mode="stretch_width"),
+                column(heading("Model versions in use"), self.models, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width"),
+            row(column(heading("Broker and database health"), self.health, sizing_mode="stretch_width"),
+                column(heading("Records shown here, by topic"), self.topics, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
 
@@ -324,20 +320,24 @@ TAB_BUILDERS: dict[str, Callable[[LiveState, int], Any]] = {
 
 
 class DashboardSession:
-    """One browser tab: builds tabs on first view and refreshes the visible one every `refresh_ms`."""
+    """One browser tab: builds tabs on first view and refreshes the visible one every `refresh_ms`.
+
+    Plain Bokeh models (one Panel pane around them): they cost far less to build than Panel widgets,
+    and sessions are built on the worker's event loop."""
 
     def __init__(self, state: LiveState, *, first_tab: str = "vitals") -> None:
         settings = get_settings()
         self.state = state
         self.rollover = settings.dashboard_history_points
         self.built: dict[str, Any] = {}
-        self.status = pn.pane.Markdown(sizing_mode="stretch_width")
+        self.status = Div(sizing_mode="stretch_width")
         active = TAB_NAMES.index(first_tab) if first_tab in TAB_NAMES else 0
-        self.slots = {name: pn.Column(sizing_mode="stretch_width") for name in TAB_NAMES}
-        self.tabs = pn.Tabs(*[(name.capitalize(), slot) for name, slot in self.slots.items()],
-                            active=active, sizing_mode="stretch_width")
-        self.tabs.param.watch(lambda _: self.update(), "active")
-        self.view = pn.Column("## streamapp live", self.status, self.tabs, sizing_mode="stretch_width")
+        # a tab's content goes into a column (Bokeh re-renders changed children, not a changed TabPanel.child)
+        self.slots = [column(sizing_mode="stretch_width") for _ in TAB_NAMES]
+        self.tabs = Tabs(tabs=[TabPanel(child=slot, title=name.capitalize()) for name, slot in zip(
+            TAB_NAMES, self.slots, strict=True)], active=active, sizing_mode="stretch_width", name="dashboard-tabs")
+        self.tabs.on_change("active", lambda attr, old, new: self.update())
+        self.view = column(Div(text="<h2>streamapp live</h2>"), self.status, self.tabs, sizing_mode="stretch_width")
         self.update()
         pn.state.add_periodic_callback(self.update, period=min(settings.dashboard_refresh_ms, 2000))
 
@@ -345,13 +345,13 @@ class DashboardSession:
         name = TAB_NAMES[self.tabs.active]
         if name not in self.built:
             self.built[name] = TAB_BUILDERS[name](self.state, self.rollover)
-            self.slots[name].objects = [self.built[name].view]
+            self.slots[self.tabs.active].children = [self.built[name].view]
         return self.built[name]
 
     def update(self) -> None:
         try:
             self.visible_tab().update()
-            self.status.object = (
+            self.status.text = (
                 f"This worker's partitions only · updated {time.strftime('%H:%M:%S')} · "
                 f"patients {len(self.state.vitals)} · assets {len(self.state.assets())} · "
                 f"orders {self.state.orders_seen}"
@@ -360,10 +360,13 @@ class DashboardSession:
             log.exception("dashboard refresh failed")
 
 
+def heading(text: str) -> Div:
+    return Div(text=f"<h3>{text}</h3>", sizing_mode="stretch_width")
+
+
 def build_dashboard() -> Any:
     """The Panel app function: one call per browser session."""
     from dashboards.live_state import live_state
 
     first = pn.state.session_args.get("tab", [b"vitals"])[0].decode()
-    return DashboardSession(live_state, first_tab=first).view
-
+    return pn.pane.Bokeh(DashboardSession(live_state, first_tab=first).view, sizing_mode="stretch_width")

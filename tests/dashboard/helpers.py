@@ -79,3 +79,30 @@ async def open_dashboard(browser: Browser, url: str, *, min_points: int = 2, wit
     page = await browser.open(url)
     await page.wait_for(f"{JS_VITALS_POINTS} >= {min_points}", within_s=within_s)
     return page
+
+
+def machine_and_order_records(asset: str, points: int = 5) -> dict[str, list[tuple[str, dict[str, object]]]]:
+    """Records as the anomaly, RUL and returns pipelines publish them, by topic, for one asset and a few orders."""
+    now = datetime.now(UTC).isoformat()
+    by_topic: dict[str, list[tuple[str, dict[str, object]]]] = {
+        "anomalies-detected": [], "rul-predictions": [], "ecommerce-events": [], "return-predictions": []}
+    for step in range(points):
+        score = 0.2 + 0.15 * step
+        by_topic["anomalies-detected"].append((asset, {
+            "asset_id": asset, "sensor_id": "s1", "timestamp": now, "final_score": score, "is_anomaly": score > 0.8,
+            "scores": [{"score": score, "model_name": "isolation_forest", "threshold": 0.8, "is_anomaly": score > 0.8}],
+            "criticality": "high" if score > 0.8 else "low", "features": {}, "metadata": {}, "model_version": "a-1"}))
+        rul = 100.0 - 10 * step
+        by_topic["rul-predictions"].append((asset, {
+            "asset_id": asset, "sensor_id": "s1", "timestamp": now, "rul_prediction": rul,
+            "confidence_interval_lower": rul - 8, "confidence_interval_upper": rul + 8, "confidence_level": 0.95,
+            "uncertainty": 4.0, "model_used": "ensemble", "model_scores": {}, "features": {}, "metadata": {},
+            "model_version": "r-1"}))
+        event_id = f"{asset}-event-{step}"
+        by_topic["ecommerce-events"].append((event_id, {
+            "event_id": event_id, "order_id": f"o-{step}", "customer_customer_id": "c-1",
+            "order_main_category": "fashion" if step % 2 else "home"}))
+        by_topic["return-predictions"].append((event_id, {
+            "event_id": event_id, "order_id": f"o-{step}", "customer_customer_id": "c-1", "return_proba": 0.1 * step,
+            "model_version": "ret-1", "predicted_at": now}))
+    return by_topic

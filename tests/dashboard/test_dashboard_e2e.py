@@ -6,6 +6,7 @@ import asyncio
 import io
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,13 @@ import pytest
 from PIL import Image, ImageChops
 
 from tests.dashboard.chromium import JS_CANVAS_RECTS, Browser, ChromiumMissing, ensure_chromium
-from tests.dashboard.helpers import ensure_contract_topics, open_dashboard, vitals_flowing
+from tests.dashboard.helpers import (
+    ensure_contract_topics,
+    machine_and_order_records,
+    open_dashboard,
+    vitals_flowing,
+)
+from tests.kafka_helpers import produce_json
 from tests.services import in_ci
 from tests.worker import WorkerProcess
 
@@ -88,6 +95,34 @@ async def test_the_vitals_tab_plots_live_data_that_moves_between_two_screenshots
     assert ImageChops.difference(png(before), png(after)).getbbox() is not None, "the plot looks the same 3 s later"
     assert len(png(whole).getcolors(maxcolors=1 << 20) or []) > 50, "the page looks blank"
     assert first_render_s < 30
+
+
+JS_SWITCH_TAB = "Bokeh.documents[0].get_model_by_name('dashboard-tabs').active = {index}"
+JS_RENDERER_POINTS = """(() => {{
+  const renderer = Bokeh.documents[0].get_model_by_name({name!r});
+  return renderer ? Array.from(renderer.data_source.data[{column!r}]) : null;
+}})()"""
+
+
+@pytest.mark.browser
+async def test_machines_and_orders_tabs_show_what_the_pipelines_publish(
+    shared_worker: WorkerProcess, kafka: Any, browser: Browser,
+) -> None:
+    asset = f"asset-{uuid.uuid4().hex[:6]}"
+    for topic, records in machine_and_order_records(asset).items():
+        await produce_json(kafka.bootstrap, topic, records)
+    page = await browser.open(shared_worker.base_url + "/dashboard")
+    await page.wait_for("window.Bokeh && Bokeh.documents.length > 0")
+    await page.evaluate(JS_SWITCH_TAB.format(index=1))  # Machines: built on first view
+    ruls = await page.wait_for(JS_RENDERER_POINTS.format(name="rul-line", column="rul"), within_s=20)
+    scores = await page.evaluate(JS_RENDERER_POINTS.format(name="anomaly-score", column="final_score"))
+    await page.evaluate(JS_SWITCH_TAB.format(index=2))  # Orders
+    bars = await page.wait_for(JS_RENDERER_POINTS.format(name="return-proba-by-category", column="category"),
+                               within_s=20)
+    await page.close()
+    assert ruls == [100.0, 90.0, 80.0, 70.0, 60.0]
+    assert scores == pytest.approx([0.2, 0.35, 0.5, 0.65, 0.8])
+    assert {"fashion", "home"} <= set(bars)
 
 
 @pytest.mark.browser
