@@ -14,6 +14,8 @@ SETTING_NAMES = [f"setting_{i}" for i in range(1, 4)]
 SENSOR_NAMES = [f"sensor_{i}" for i in range(1, 22)]
 FEATURE_NAMES = SETTING_NAMES + SENSOR_NAMES
 COLUMNS = ["unit", "cycle", *FEATURE_NAMES]
+# In single-condition subsets (FD001, FD003) the settings are noise and sensor_6 takes two values: not fed to networks
+SINGLE_CONDITION_EXCLUDED = (*SETTING_NAMES, "sensor_6")
 
 
 @dataclass(frozen=True)

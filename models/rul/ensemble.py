@@ -36,13 +36,15 @@ class RulConfig:
     hidden: int = 64
     layers: int = 2
     dropout: float = 0.2
-    tcn_channels: int = 64
+    tcn_channels: int = 32
     tcn_kernel: int = 3
-    tcn_levels: int = 4
-    max_epochs: int = 40
+    tcn_levels: int = 3
+    tcn_dropout: float = 0.0  # inside the convolution blocks; the head uses `dropout`
+    max_epochs: int = 30
     patience: int = 8
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float = 2e-3
+    ema_decay: float = 0.99  # weights validated and kept: moving average over optimiser steps (0 = off)
     weight_decay: float = 0.0
     train_on_padded: bool = True  # also learn from windows left-padded at the start of each run
     val_fraction: float = 0.1  # engines for early stopping
@@ -60,6 +62,7 @@ class RulConfig:
             self.tcn_channels,
             self.tcn_kernel,
             self.tcn_levels,
+            self.tcn_dropout,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,7 +162,9 @@ class RulEnsemble:
         train_runs = [runs[i] for i in train_at]
         self._fit_scaler(np.concatenate(train_runs))
         train = self._windows([r[:, self._used_columns] for r in train_runs], config.train_on_padded)
-        val = self._windows([runs[i][:, self._used_columns] for i in val_at], config.train_on_padded)
+        val = self._windows(
+            [runs[i][:, self._used_columns] for i in val_at], False, allow_padded_fallback=True
+        )
         calib = self._windows(
             [runs[i][:, self._used_columns] for i in cal_at], False, allow_padded_fallback=True
         )
@@ -181,6 +186,7 @@ class RulEnsemble:
                     weight_decay=config.weight_decay,
                     seed=config.seed * 1000 + position,
                     target_scale=config.rul_cap,
+                    ema_decay=config.ema_decay,
                     on_epoch=_shifted(progress, offset),
                 )
                 self.networks[kind] = net

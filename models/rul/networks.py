@@ -19,6 +19,7 @@ class NetworkConfig:
     tcn_channels: int = 64
     tcn_kernel: int = 3
     tcn_levels: int = 4
+    tcn_dropout: float = 0.0
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -75,7 +76,7 @@ class TcnRegressor(nn.Module):
         blocks, n_in = [], config.n_features
         for level in range(config.tcn_levels):
             blocks.append(
-                _CausalBlock(n_in, config.tcn_channels, config.tcn_kernel, 2**level, config.dropout)
+                _CausalBlock(n_in, config.tcn_channels, config.tcn_kernel, 2**level, config.tcn_dropout)
             )
             n_in = config.tcn_channels
         self.blocks = nn.Sequential(*blocks)
