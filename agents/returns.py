@@ -12,6 +12,7 @@ hold the batch.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -92,9 +93,12 @@ async def write_rows(rows: dict[str, list[dict[str, Any]]]) -> None:
 
 
 async def _dead_letter(events: Sequence[EventT], reason: str, errors: Sequence[str]) -> None:
-    for event, error in zip(events, errors, strict=True):
-        await send_dead_letter(event, error=error, reason=reason, agent=AGENT, wait=False)
-        returns_figures.dead_letters[reason] += 1
+    """Publish them together and wait for every delivery (the events are acknowledged after this)."""
+    await asyncio.gather(*(
+        send_dead_letter(event, error=error, reason=reason, agent=AGENT, wait=True)
+        for event, error in zip(events, errors, strict=True)
+    ))
+    returns_figures.dead_letters[reason] += len(events)
 
 
 async def process_batch(events: Sequence[EventT]) -> None:
@@ -134,7 +138,6 @@ async def process_batch(events: Sequence[EventT]) -> None:
                                [f"{type(exc).__name__}: {exc}"] * len(fresh))
         else:
             await _store(orders, probabilities, str(version))
-    await app.producer.flush()  # dead letters and predictions are delivered before the offsets move
 
 
 async def _store(orders: list[dict[str, Any]], probabilities: list[float], version: str) -> None:
