@@ -71,6 +71,17 @@ def consumer_lag(app: Any) -> int | None:
     return lag
 
 
+def table_sizes(app: Any) -> dict[str, int]:
+    """Keys each Faust table holds in this worker (its partitions only): dedup sets, windows, histories."""
+    sizes: dict[str, int] = {}
+    for name, table in list(app.tables.items()):
+        try:
+            sizes[name] = len(table)
+        except Exception:  # a table not started yet has no store
+            continue
+    return sizes
+
+
 class RateMeter:
     """Per-second rates of monotonically growing totals, from successive readings."""
 

@@ -24,8 +24,9 @@ from bokeh.models.widgets.tables import DataTable, HTMLTemplateFormatter, Number
 from bokeh.plotting import figure
 
 from dashboards.live_state import LiveState, Series, columns
-from dashboards.operations import duplicates_dropped, model_versions
+from dashboards.operations import duplicates_dropped, model_versions, table_sizes
 from streamapp import metrics
+from streamapp.app import app
 from streamapp.settings import VitalThresholds, get_settings
 
 log = logging.getLogger(__name__)
@@ -272,8 +273,9 @@ class OperationsTab:
         self.dead_letters = table(("reason", "published_here", "seen_on_topic"), height=160)
         self.models = table(("model", "registry", "seen_in_output"), height=160)
         self.health = table(("component", "status", "detail", "color"),
-                            {"status": HTMLTemplateFormatter(template=COLORED_CELL)}, height=160)
+                            {"status": HTMLTemplateFormatter(template=COLORED_CELL)}, height=200)
         self.topics = table(("topic", "records"), height=160)
+        self.tables = table(("table", "keys"), height=160)
         self.view = column(
             row(throughput, lag, sizing_mode="stretch_width"),
             row(column(heading("Dead letters by reason"), self.dead_letters, sizing_mode="stretch_width"),
@@ -281,6 +283,8 @@ class OperationsTab:
                 sizing_mode="stretch_width"),
             row(column(heading("Broker and database health"), self.health, sizing_mode="stretch_width"),
                 column(heading("Records shown here, by topic"), self.topics, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width"),
+            row(column(heading("Faust tables (keys held by this worker)"), self.tables, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
@@ -300,6 +304,8 @@ class OperationsTab:
             for model in sorted(set(registry) | set(outputs))
         ], ("model", "registry", "seen_in_output"))
         set_rows(self.health, health_rows(self.state.health), ("component", "status", "detail", "color"))
+        set_rows(self.tables, [{"table": name, "keys": size} for name, size in sorted(table_sizes(app).items())],
+                 ("table", "keys"))
         set_rows(self.topics, [{"topic": topic, "records": count}
                                for topic, count in sorted(self.state.records_by_topic.items())], ("topic", "records"))
 

@@ -71,11 +71,12 @@ class DashboardServer(Service):
         settings = get_settings()
         self.port = _free_local_port()
         lifetime_ms = int(settings.dashboard_session_lifetime_s * 1000)
+        logging.getLogger("bokeh").setLevel(logging.WARNING)  # one line per websocket otherwise
         previous_sigint = signal.getsignal(signal.SIGINT)
         self.server = pn.serve(
             {"/": build_dashboard}, port=self.port, address="127.0.0.1", prefix=PREFIX,
             websocket_origin=allowed_origins(int(app.conf.web_port)), show=False, start=False,
-            title="streamapp live", check_unused_sessions_milliseconds=max(1000, lifetime_ms // 2),
+            title="streamapp live", verbose=False, check_unused_sessions_milliseconds=max(1000, lifetime_ms // 2),
             unused_session_lifetime_milliseconds=lifetime_ms,
         )
         signal.signal(signal.SIGINT, previous_sigint)
