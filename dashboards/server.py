@@ -185,12 +185,10 @@ async def _pump(source: Any, target: Any) -> None:
 
 
 class DashboardView(View):
-    """Everything under /dashboard goes to the Panel server; 503 while it is off or not started."""
+    """Every GET under /dashboard (pages, static files, the websocket) goes to the Panel server; 503 while
+    it is off or not started. Read-only: the dashboard needs no POST, so none is routed."""
 
     async def get(self, request: Request, tail: str = "") -> Response:
-        return await self._forward(request)
-
-    async def post(self, request: Request, tail: str = "") -> Response:
         return await self._forward(request)
 
     async def _forward(self, request: Any) -> Any:
