@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from streamapp import metrics
+from streamapp.metrics import update_consumer_lag
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +50,8 @@ def model_versions() -> dict[str, str]:
 
 
 def consumer_lag(app: Any) -> int | None:
-    """Messages waiting behind what this worker's streams have read, over the partitions they read.
-
-    Partitions no stream reads (table changelogs) are left out: only recovery reads them."""
-    try:
-        consumer = app.consumer
-        assigned = consumer.assignment()
-        read = dict(app.monitor.tp_read_offsets or {})
-    except Exception:  # the consumer is not started yet (or is being rebuilt during a rebalance)
-        return None
-    lag = 0
-    for tp in assigned:
-        if tp not in read:
-            continue
-        try:
-            highwater = consumer.highwater(tp)
-        except Exception:  # no fetch for this partition yet
-            continue
-        if highwater is not None and highwater >= 0:
-            lag += max(0, int(highwater) - int(read[tp]) - 1)
-    return lag
+    """Total lag over the partitions this worker's streams read (the metrics registry computes it)."""
+    return update_consumer_lag(app)
 
 
 def table_sizes(app: Any) -> dict[str, int]:

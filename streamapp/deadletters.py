@@ -22,6 +22,7 @@ LATE = "late"
 MODEL_NOT_TRAINED = "model-not-trained"
 MISSING_FEATURES = "missing-features"
 PROCESSING = "processing-error"
+OBSERVER_PREFIX = "dashboard-"  # agents that only watch a topic are not named as its consumer
 
 
 def utc_now_iso() -> str:
@@ -96,7 +97,7 @@ class DeadLetteringTopic(faust.Topic):
         agents = [
             agent.name
             for agent in self.app.agents.values()
-            if message.topic in getattr(agent.channel, "topics", ())
+            if message.topic in getattr(agent.channel, "topics", ()) and not agent.name.startswith(OBSERVER_PREFIX)
         ]
         agent_name = ",".join(agents) or "decoder"
         try:

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from streamapp.app import app
+from streamapp.metrics import update_consumer_lag
 from streamapp.settings import get_settings
 from streamapp.sinks import flush_due_lake_sinks, forget_revoked
 
@@ -52,3 +53,8 @@ async def announce_security() -> None:
             "STREAMAPP_API_TOKEN is unset: the web server listens on %s only and write endpoints are open there",
             settings.listen_host,
         )
+
+
+@app.timer(interval=2.0)
+async def refresh_consumer_lag() -> None:
+    update_consumer_lag(app)

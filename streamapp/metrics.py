@@ -6,6 +6,7 @@ import time
 from collections import Counter as TallyCounter
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -126,3 +127,37 @@ def set_model_version(model: str, version: str) -> None:
 
 
 seed_figures = SeedFigures()
+
+
+def consumer_lag_by_partition(app: Any) -> dict[tuple[str, int], int] | None:
+    """Messages waiting behind what this worker's streams have read, per partition they read.
+
+    Partitions no stream reads (table changelogs) are left out: only recovery reads them.
+    None while the consumer is not started (or is being rebuilt during a rebalance)."""
+    try:
+        consumer = app.consumer
+        assigned = consumer.assignment()
+        read = dict(app.monitor.tp_read_offsets or {})
+    except Exception:
+        return None
+    lag: dict[tuple[str, int], int] = {}
+    for tp in assigned:
+        if tp not in read:
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # no fetch for this partition yet
+            continue
+        if highwater is not None and highwater >= 0:
+            lag[(tp.topic, tp.partition)] = max(0, int(highwater) - int(read[tp]) - 1)
+    return lag
+
+
+def update_consumer_lag(app: Any) -> int | None:
+    """Refresh the lag gauge from the consumer; returns the total."""
+    lag = consumer_lag_by_partition(app)
+    if lag is None:
+        return None
+    for (topic, partition), waiting in lag.items():
+        consumer_lag.labels(topic, str(partition)).set(waiting)
+    return sum(lag.values())
