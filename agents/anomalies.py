@@ -80,7 +80,9 @@ class AnomalyPipeline:
         usable: list[Usable] = []
         for event in events:
             record = cast(ExtractedFeatures, event.value)
-            problems = message_problems(record.asset_id, record.features, record.timestamp)
+            problems = message_problems(
+                record.asset_id, record.features, record.timestamp, record.sensor_id, record.metadata
+            )
             if problems:
                 rejected.append((event, INVALID, "; ".join(problems)))
             elif model is None:

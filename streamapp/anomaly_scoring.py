@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ ANOMALY_MODEL_NAME = "anomaly"
 MODEL_NAMES = ("isolation_forest", "one_class_svm", "lstm_autoencoder")
 # the contract's levels, lowest first (= models.anomaly.criticality.LEVELS, which imports torch with its package)
 CRITICALITY_LEVELS = ("low", "medium", "high", "critical")
+MAX_ID_LENGTH = 128  # asset_id / sensor_id columns of `anomaly_detections`
 
 UTC_TIME = pa.timestamp("us", tz="UTC")
 ANOMALIES_SCHEMA = pa.schema([
@@ -59,18 +61,31 @@ def parse_time(text: str) -> datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def message_problems(asset_id: Any, features: Any, timestamp: Any) -> list[str]:
-    """Every reason an `ExtractedFeatures` body cannot be scored by any model (empty: usable)."""
+def message_problems(
+    asset_id: Any, features: Any, timestamp: Any, sensor_id: Any = None, metadata: Any = None
+) -> list[str]:
+    """Every reason an `ExtractedFeatures` body cannot be scored or journaled (empty: usable)."""
     problems = []
     if not isinstance(asset_id, str) or not asset_id.strip():
         problems.append("asset_id must be a non-empty string")
+    elif len(asset_id) > MAX_ID_LENGTH:
+        problems.append(f"asset_id is longer than {MAX_ID_LENGTH} characters")
+    if sensor_id is not None and not isinstance(sensor_id, str):
+        problems.append("sensor_id must be a string")
+    elif sensor_id is not None and len(sensor_id) > MAX_ID_LENGTH:
+        problems.append(f"sensor_id is longer than {MAX_ID_LENGTH} characters")
     if not isinstance(features, Mapping) or not features:
         problems.append("features must be a non-empty object of name -> number")
     if timestamp not in (None, ""):
-        try:
-            parse_time(str(timestamp))
-        except ValueError:
-            problems.append(f"timestamp {str(timestamp)[:40]!r} is not an ISO 8601 time")
+        if not isinstance(timestamp, str):
+            problems.append("timestamp must be an ISO 8601 string")
+        else:
+            try:
+                parse_time(timestamp)
+            except ValueError:
+                problems.append(f"timestamp {timestamp[:40]!r} is not an ISO 8601 time")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        problems.append("metadata must be an object")
     return problems
 
 
@@ -130,7 +145,7 @@ def anomaly_result(
     scored: Mapping[str, Any], criticality: str, model: AnomalyEnsemble, version: str, history_length: int,
 ) -> AnomalyResult:
     """The contract's `AnomalyResult` for one scored message (`scored` is a `BatchScores.row`)."""
-    meta = dict(metadata or {})
+    meta = _json_safe(dict(metadata or {}))
     meta.update({
         "model_label": model.version, "history_length": history_length, "lstm_padded": scored["lstm_padded"],
     })
@@ -184,8 +199,19 @@ def lake_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
+def _json_safe(value: Any) -> Any:
+    """`value` with NaN / infinities replaced by None (strict JSON, PostgreSQL's json type)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ---- running figures ---------------------------------------------------------------------------------

@@ -53,12 +53,9 @@ HISTORY_FILTERS = ("asset_id", "sensor_id", "start_date", "end_date", "is_anomal
 def _item_problems(item: Any, model: Any) -> list[str]:
     if not isinstance(item, dict):
         return ["must be a JSON object with asset_id and features"]
-    problems = message_problems(item.get("asset_id"), item.get("features"), item.get("timestamp"))
-    for name in ("sensor_id", "timestamp"):
-        if item.get(name) is not None and not isinstance(item[name], str):
-            problems.append(f"{name} must be a string")
-    if item.get("metadata") is not None and not isinstance(item["metadata"], dict):
-        problems.append("metadata must be an object")
+    problems = message_problems(
+        item.get("asset_id"), item.get("features"), item.get("timestamp"), item.get("sensor_id"), item.get("metadata")
+    )
     if not problems and model is not None:
         missing = absent_features(model, item["features"])
         if missing:

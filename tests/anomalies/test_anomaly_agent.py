@@ -152,3 +152,24 @@ async def test_a_new_production_version_is_used_from_the_next_micro_batch(
         await agent.put(message(timestamp="2024-01-01T12:01:00Z"), key="ASSET001")
         await wait_for(lambda: len(captured_sends.values("anomalies-detected")) == 2, within_s=10)
     assert [r.model_version for r in captured_sends.values("anomalies-detected")] == ["7", "8"]
+
+
+async def test_messages_the_journal_could_not_hold_are_dead_lettered_and_nan_extras_are_dropped(
+    anomaly_env: Path, captured_sends: CapturedSends, serving: Serving, small_ensemble: Any
+) -> None:
+    from agents.anomalies import detect_anomalies
+
+    serving.serve(small_ensemble, "7")
+    features = dict(SEED_EXAMPLE["features"])
+    async with detect_anomalies.test_context() as agent:
+        await agent.put(ExtractedFeatures(asset_id="A" * 200, features=features, sensor_id=7, metadata="x"), key="A")
+        await agent.put(ExtractedFeatures(asset_id="N1", features={**features, "extra": float("nan")},
+                                          metadata={"gain": float("inf")}, timestamp="2024-01-01T12:00:00Z"), key="N1")
+        await wait_for(lambda: len(captured_sends.values("anomalies-detected")) == 1, within_s=10)
+        (row,) = await journal_holds(anomaly_env, 1)
+    (letter,) = captured_sends.values("dead-letters")
+    assert letter.reason == "invalid" and letter.error == (
+        "asset_id is longer than 128 characters; sensor_id must be a string; metadata must be an object")
+    (result,) = captured_sends.values("anomalies-detected")
+    assert "extra" not in result.features and result.metadata["gain"] is None
+    assert row["asset_id"] == "N1" and row["metadata"]["gain"] is None
