@@ -116,6 +116,11 @@ def test_the_seed_example_message_yields_a_scored_result_and_a_journal_row(worke
     assert result["features"] == SEED_EXAMPLE["features"] and result["sensor_id"] == "SENSOR001"
     rows = journal_rows(worker, asset_id)
     assert rows == [(asset_id, result["criticality"], version, result["final_score"])]
+    status, page = worker.get(f"/api/v1/anomalies/?asset_id={asset_id}&limit=5")
+    assert status == 200 and page["total"] == 1 and page["items"][0]["final_score"] == result["final_score"]
+    status, figures = worker.get("/api/v1/anomalies/metrics")
+    assert status == 200 and figures["mlflow"]["production"]["version"] == version
+    assert figures["stream"]["scored"] >= 1
     status, health = worker.get("/health")
     assert status == 200 and health["anomaly_model"]["ok"] is True and health["anomaly_model"]["version"] == version
 
