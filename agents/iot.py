@@ -98,6 +98,8 @@ class Accepted:
 
 @dataclass
 class BatchOutcome:
+    """What one batch gave: readings by fate, statuses and window finals to publish, patients to changelog."""
+
     accepted: list[Accepted] = field(default_factory=list)
     late: list[Accepted] = field(default_factory=list)
     replayed: list[Accepted] = field(default_factory=list)  # at or below the offset the table state holds
