@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import Any
+from typing import Any, cast
 
 from faust.types import EventT, StreamT
 
@@ -57,17 +57,17 @@ def features_record(reading: SensorReading, features: dict[str, float], kind: st
 
 async def extract(events: list[EventT]) -> list[ExtractedFeatures]:
     """Features for usable events, in order: raw windows computed together in an executor."""
-    windows = [event.value for event in events if event.value.samples is not None]
+    readings: list[SensorReading] = [cast(SensorReading, event.value) for event in events]
+    windows = [reading for reading in readings if reading.samples is not None]
     computed: list[dict[str, float]] = []
     if windows:
         loop = asyncio.get_running_loop()
         computed = await loop.run_in_executor(
-            None, extract_batch, [w.samples for w in windows], [float(w.sampling_rate_hz) for w in windows]
+            None, extract_batch, [w.samples or [] for w in windows], [float(w.sampling_rate_hz or 0) for w in windows]
         )
     by_window = iter(computed)
     records = []
-    for event in events:
-        reading: SensorReading = event.value
+    for reading in readings:
         if reading.samples is not None:
             records.append(features_record(reading, next(by_window), "window"))
         else:
@@ -81,7 +81,7 @@ async def extract_features(stream: StreamT) -> None:
         timer = BatchTimer(AGENT)
         usable = []
         for event in events:
-            problems = reading_problems(event.value)
+            problems = reading_problems(cast(SensorReading, event.value))
             if problems:
                 await send_dead_letter(event, error="; ".join(problems), reason=INVALID, agent=AGENT)
             else:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any, cast
 
 from faust.types import EventT, StreamT
 
@@ -22,11 +24,15 @@ class AdaptiveBatchSize:
         self.size = self.minimum
 
     def update(self, batch_len: int, processing_s: float) -> int:
-        if processing_s > self.budget_s / 2 and self.size > self.minimum:
+        """`batch_len` 0 means the batch left under-filled (idle): the size shrinks too."""
+        if (processing_s > self.budget_s / 2 or batch_len == 0) and self.size > self.minimum:
             self.size = max(self.minimum, self.size // 2)
         elif batch_len >= self.size and processing_s < self.budget_s / 4:
             self.size = min(self.maximum, self.size * 2)
         return self.size
+
+
+POLL_S = 0.002  # how often an under-filled batch looks for more events while it may still wait
 
 
 async def micro_batches(
@@ -34,16 +40,48 @@ async def micro_batches(
 ) -> AsyncIterator[Sequence[EventT]]:
     """Yield lists of events without acknowledging them: the caller acks once its sinks hold them.
 
-    The size limit is the largest allowed; `noack_take` waits at most `within_s` for a batch to fill,
-    so an idle stream still answers within that time."""
+    A batch is handed over as soon as it reaches the adaptive size (which grows under load, shrinks
+    when idle or slow, up to `max_size`), or when no more events are buffered and its first event has
+    waited `within_s`. Events are taken straight from the stream (no background take buffer)."""
     settings = get_settings()
     limit = max_size or settings.batch_max_size
     within = within_s if within_s is not None else settings.batch_max_wait_s
-    async for events in stream.noack_take(limit, within=within):
-        metrics.batch_size.labels(agent).observe(len(events))
-        if events:
-            metrics.consumed_total.labels(events[0].message.topic).inc(len(events))
-        yield events  # type: ignore[misc]
+    queue = getattr(stream.channel, "queue", None)
+    if queue is None:  # a stream over something else than a channel: Faust's timed take
+        async for events in cast(Any, stream).noack_take(limit, within=within):
+            _observe(agent, events)
+            yield events  # type: ignore[misc]
+        return
+    sizer = AdaptiveBatchSize(minimum=1, maximum=limit)
+    batch: list[EventT] = []
+    first_at = 0.0
+    enable_acks, stream.enable_acks = stream.enable_acks, False  # the caller acks (as noack_take does)
+    try:
+        async for event in stream.events():
+            if not batch:
+                first_at = time.perf_counter()
+            batch.append(event)
+            if len(batch) < sizer.size:
+                if not queue.empty():
+                    continue
+                while queue.empty() and (left := within - (time.perf_counter() - first_at)) > 0:  # noqa: ASYNC110
+                    await asyncio.sleep(min(left, POLL_S))
+                if not queue.empty():
+                    continue
+            full = len(batch) >= sizer.size
+            events, batch = batch, []
+            _observe(agent, events)
+            handed = time.perf_counter()
+            yield events
+            sizer.update(len(events) if full else 0, time.perf_counter() - handed)
+    finally:
+        stream.enable_acks = enable_acks
+
+
+def _observe(agent: str, events: Sequence[EventT]) -> None:
+    metrics.batch_size.labels(agent).observe(len(events))
+    if events:
+        metrics.consumed_total.labels(events[0].message.topic).inc(len(events))
 
 
 async def ack_events(stream: StreamT, events: Sequence[EventT]) -> None:

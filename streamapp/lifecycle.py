@@ -30,13 +30,13 @@ async def flush_due_sinks() -> None:
     await flush_due_lake_sinks()
 
 
-@app.on_partitions_revoked.connect
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]
 async def flush_before_handover(app: Any, revoked: set[Any], **kwargs: Any) -> None:
     await flush_due_lake_sinks(force=True)
     forget_revoked(revoked)
 
 
-@app.on_before_shutdown.connect
+@app.on_before_shutdown.connect  # type: ignore[arg-type]
 async def flush_at_shutdown(app: Any, **kwargs: Any) -> None:
     log.info("flushing sinks before shutdown")
     await flush_due_lake_sinks(force=True)

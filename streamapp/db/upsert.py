@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 def _insert_for(dialect: str, table: Table) -> Any:
+    from sqlalchemy.dialects import mysql, postgresql, sqlite
+
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    elif dialect in ("mysql", "mariadb"):
-        from sqlalchemy.dialects.mysql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+        return postgresql.insert(table)
+    if dialect in ("mysql", "mariadb"):
+        return mysql.insert(table)
+    return sqlite.insert(table)
 
 
 async def upsert(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hmac
 import json
 import math
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
+from aiohttp import web
 from faust.web import Request, Response, View
 
 from streamapp.settings import get_settings
@@ -39,11 +41,21 @@ def _reject_constant(name: str) -> float:
 async def read_json(request: Request, *, max_bytes: int | None = None) -> Any:
     """The request body as JSON, refusing bodies over the limit, invalid JSON, NaN and Infinity."""
     limit = max_bytes or get_settings().max_request_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise RequestError(413, [f"body of {request.content_length} bytes is over the limit of {limit}"])
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise RequestError(413, [f"body is over the limit of {limit} bytes"])
+    http_request = cast(Any, request)  # faust's Request is aiohttp's at run time
+    declared = http_request.content_length
+    if declared is not None and declared > limit:
+        raise RequestError(413, [f"body of {declared} bytes is over the limit of {limit}"])
+    chunks: list[bytes] = []
+    size = 0
+    while True:  # StreamReader.read(n) returns what has arrived: loop until the end or the limit
+        chunk = await http_request.content.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, [f"body is over the limit of {limit} bytes"])
+    body = b"".join(chunks)
     try:
         return json.loads(body, parse_constant=_reject_constant)
     except RecursionError as exc:
@@ -59,3 +71,18 @@ def finite_number(value: Any) -> bool:
 def error_response(view: View, error: RequestError) -> Response:
     body = {"detail": error.reasons, "status": error.status}
     return view.json(body, status=error.status)
+
+
+ADMIN_PREFIXES = ("/api/v1/admin", "/table", "/router")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Admin routes, Faust's `/table` and `/router` (they read table contents) included, need the token."""
+    if request.path.startswith(ADMIN_PREFIXES):
+        try:
+            check_token(request)  # type: ignore[arg-type]  # reads only `headers`, which aiohttp has too
+        except RequestError as error:
+            return web.json_response({"detail": error.reasons, "status": error.status}, status=error.status)
+    return await handler(request)
