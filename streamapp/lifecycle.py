@@ -8,7 +8,7 @@ from typing import Any
 from streamapp.app import app
 from streamapp.metrics import update_consumer_lag
 from streamapp.settings import get_settings
-from streamapp.sinks import flush_due_lake_sinks, forget_revoked
+from streamapp.sinks import flush_due_lake_sinks, forget_revoked, write_with_retry
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +18,8 @@ async def declare_contract_topics() -> None:
     """Create every contract topic at start, outputs nobody consumes yet included (the broker may not auto-create)."""
     from streamapp.topics import CONTRACT_TOPICS
 
-    for topic in CONTRACT_TOPICS:
-        try:
-            await topic.maybe_declare()
-        except Exception:  # a missing topic shows up again on first send; say it once here
-            log.exception("could not declare topic %s", topic.get_topic_name())
+    for topic in CONTRACT_TOPICS:  # retried while the broker is away: a send to a missing topic stalls the producer
+        await write_with_retry(f"declare:{topic.get_topic_name()}", topic.maybe_declare)
 
 
 @app.timer(interval=0.5)
