@@ -52,6 +52,8 @@ def broker_credentials(settings: Settings) -> Any:
 
 
 def faust_options(settings: Settings) -> dict[str, Any]:
+    from streamapp.views.common import admin_guard  # Faust routes (/table, /router) need the token too
+
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     options: dict[str, Any] = {
         "broker": settings.broker_url,
@@ -75,6 +77,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "web_bind": settings.listen_host,
         "web_host": "127.0.0.1" if settings.listen_host in ("0.0.0.0", "") else settings.listen_host,
         "web_in_thread": False,
+        "web_application_options": {"middlewares": [admin_guard]},
         "worker_redirect_stdouts": False,
         "Topic": "streamapp.deadletters:DeadLetteringTopic",
     }
