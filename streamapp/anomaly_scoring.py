@@ -7,19 +7,26 @@ The models (torch, scikit-learn) are imported only when a model is loaded, never
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from models.base import missing_features
+from streamapp.feature_messages import (  # noqa: F401  (parse_time, message_problems: re-exported)
+    json_safe,
+    message_problems,
+    numeric_features,
+    parse_time,
+    record_key,
+    trailing_rows,
+)
+from streamapp.feature_pipeline import PipelineFigures
 from streamapp.model_watch import ProductionModel
 from streamapp.records import AnomalyResult, ModelScore
 
@@ -32,7 +39,6 @@ ANOMALY_MODEL_NAME = "anomaly"
 MODEL_NAMES = ("isolation_forest", "one_class_svm", "lstm_autoencoder")
 # the contract's levels, lowest first (= models.anomaly.criticality.LEVELS, which imports torch with its package)
 CRITICALITY_LEVELS = ("low", "medium", "high", "critical")
-MAX_ID_LENGTH = 128  # asset_id / sensor_id columns of `anomaly_detections`
 
 UTC_TIME = pa.timestamp("us", tz="UTC")
 ANOMALIES_SCHEMA = pa.schema([
@@ -55,40 +61,6 @@ anomaly_model: ProductionModel[AnomalyEnsemble] = ProductionModel(ANOMALY_MODEL_
 
 
 # ---- checks at the edge ------------------------------------------------------------------------------
-def parse_time(text: str) -> datetime:
-    """An ISO 8601 time as an aware UTC datetime (naive means UTC); raises ValueError."""
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-def message_problems(
-    asset_id: Any, features: Any, timestamp: Any, sensor_id: Any = None, metadata: Any = None
-) -> list[str]:
-    """Every reason an `ExtractedFeatures` body cannot be scored or journaled (empty: usable)."""
-    problems = []
-    if not isinstance(asset_id, str) or not asset_id.strip():
-        problems.append("asset_id must be a non-empty string")
-    elif len(asset_id) > MAX_ID_LENGTH:
-        problems.append(f"asset_id is longer than {MAX_ID_LENGTH} characters")
-    if sensor_id is not None and not isinstance(sensor_id, str):
-        problems.append("sensor_id must be a string")
-    elif sensor_id is not None and len(sensor_id) > MAX_ID_LENGTH:
-        problems.append(f"sensor_id is longer than {MAX_ID_LENGTH} characters")
-    if not isinstance(features, Mapping) or not features:
-        problems.append("features must be a non-empty object of name -> number")
-    if timestamp not in (None, ""):
-        if not isinstance(timestamp, str):
-            problems.append("timestamp must be an ISO 8601 string")
-        else:
-            try:
-                parse_time(timestamp)
-            except ValueError:
-                problems.append(f"timestamp {timestamp[:40]!r} is not an ISO 8601 time")
-    if metadata is not None and not isinstance(metadata, Mapping):
-        problems.append("metadata must be an object")
-    return problems
-
-
 def absent_features(model: AnomalyEnsemble, features: Mapping[str, Any]) -> list[str]:
     """The model's features this message lacks (or holds as non-numbers); never zero-filled."""
     return missing_features(model.feature_names, dict(features))
@@ -100,14 +72,8 @@ def history_matrix(model: AnomalyEnsemble, vectors: Sequence[Mapping[str, float]
     feature, at most `model.window` long (shorter runs are padded and flagged by the ensemble)."""
     import numpy as np
 
-    names = model.feature_names
-    usable: list[list[float]] = []
-    for vector in reversed(vectors):
-        if len(usable) == model.window or missing_features(names, dict(vector)):
-            break
-        usable.append([float(vector[name]) for name in names])
-    usable.reverse()
-    return np.asarray(usable, dtype=np.float64).reshape(len(usable), len(names))
+    rows = trailing_rows(model.feature_names, vectors, model.window)
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(model.feature_names))
 
 
 def score_rows(
@@ -145,7 +111,7 @@ def anomaly_result(
     scored: Mapping[str, Any], criticality: str, model: AnomalyEnsemble, version: str, history_length: int,
 ) -> AnomalyResult:
     """The contract's `AnomalyResult` for one scored message (`scored` is a `BatchScores.row`)."""
-    meta = _json_safe(dict(metadata or {}))
+    meta = json_safe(dict(metadata or {}))
     meta.update({
         "model_label": model.version, "history_length": history_length, "lstm_padded": scored["lstm_padded"],
     })
@@ -153,7 +119,7 @@ def anomaly_result(
         asset_id=asset_id, sensor_id=sensor_id, timestamp=timestamp,
         scores=[ModelScore(**entry) for entry in scored["scores"]],
         final_score=scored["final_score"], is_anomaly=scored["is_anomaly"], criticality=criticality,
-        features={name: float(value) for name, value in features.items() if _is_number(value)},
+        features=numeric_features(features),
         metadata=meta, model_version=version,
     )
 
@@ -166,9 +132,7 @@ def result_json(result: AnomalyResult) -> dict[str, Any]:
 
 
 # ---- journal -----------------------------------------------------------------------------------------
-def detection_id(asset_id: str, sensor_id: str, timestamp: str) -> str:
-    """The journal key: a hash of asset, sensor and timestamp, so a replay updates the same row."""
-    return hashlib.sha256(f"{asset_id}\x1f{sensor_id}\x1f{timestamp}".encode()).hexdigest()
+detection_id = record_key  # the journal key: a replay updates the same row
 
 
 def journal_row(result: AnomalyResult, created_at: datetime) -> dict[str, Any]:
@@ -199,43 +163,19 @@ def lake_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def _json_safe(value: Any) -> Any:
-    """`value` with NaN / infinities replaced by None (strict JSON, PostgreSQL's json type)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 # ---- running figures ---------------------------------------------------------------------------------
 @dataclass
-class AnomalyFigures:
+class AnomalyFigures(PipelineFigures):
     """Running counts of the anomaly agent, shown by `/api/v1/anomalies/status` and `/metrics`."""
 
-    consumed: int = 0
-    scored: int = 0
     anomalies: int = 0
     by_criticality: Counter[str] = field(default_factory=Counter)
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    last_batch_at: str | None = None
-    last_model_version: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "consumed": self.consumed,
-            "scored": self.scored,
+            **super().as_json(),
             "anomalies": self.anomalies,
             "by_criticality": {level: self.by_criticality.get(level, 0) for level in CRITICALITY_LEVELS},
-            "dead_letters": dict(self.dead_letters),
-            "last_batch_at": self.last_batch_at,
-            "last_model_version": self.last_model_version,
         }
 
 

@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from dataclasses import fields
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from faust.web import Request, Response, View
 from sqlalchemy import Table, func, select
 
+from models.base import ProgressCallback
 from streamapp import metrics
 from streamapp.anomaly_scoring import (
     CRITICALITY_LEVELS,
-    absent_features,
     anomaly_figures,
     anomaly_model,
     anomaly_result,
     criticality_rule,
-    message_problems,
     parse_time,
     result_json,
     score,
@@ -37,7 +35,10 @@ from streamapp.app import app
 from streamapp.db.engines import Role, get_engine
 from streamapp.db.migrate import ensure_schema
 from streamapp.db.telemetry import AnomalyDetectionRow
+from streamapp.feature_messages import body_problems
 from streamapp.settings import get_settings
+from streamapp.training import TrainResult
+from streamapp.training_jobs import TrainingJobs, config_from_params, run_training_job, training_response
 from streamapp.views.common import RequestError, check_token, error_response, read_json
 from tables.criticality import criticality_state
 from tables.history import anomaly_history
@@ -50,26 +51,14 @@ HISTORY_FILTERS = ("asset_id", "sensor_id", "start_date", "end_date", "is_anomal
 
 
 # ---- detection ---------------------------------------------------------------------------------------
-def _item_problems(item: Any, model: Any) -> list[str]:
-    if not isinstance(item, dict):
-        return ["must be a JSON object with asset_id and features"]
-    problems = message_problems(
-        item.get("asset_id"), item.get("features"), item.get("timestamp"), item.get("sensor_id"), item.get("metadata")
-    )
-    if not problems and model is not None:
-        missing = absent_features(model, item["features"])
-        if missing:
-            problems.append(f"missing features: {', '.join(missing)}")
-    return problems
-
-
 async def detect(items: list[Any], *, prefix: bool) -> list[dict[str, Any]]:
     """Validate every item (422 with every reason), then score them together; answers AnomalyResult JSON."""
     await anomaly_model.refresh_if_due()
     model, version = anomaly_model.model, anomaly_model.version
     reasons = []
     for index, item in enumerate(items):
-        reasons += [f"items[{index}]: {p}" if prefix else p for p in _item_problems(item, model)]
+        names = None if model is None else model.feature_names
+        reasons += [f"items[{index}]: {p}" if prefix else p for p in body_problems(item, names)]
     if reasons:
         raise RequestError(422, reasons)
     if model is None:
@@ -134,83 +123,29 @@ class AnomalyDetectBatchView(View):
 
 
 # ---- training ----------------------------------------------------------------------------------------
-class TrainingJobs:
-    """The `POST /train` jobs of this worker: one runs at a time; the last ones are kept for `/status`."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.running: str | None = None
-
-    def start(self, rows: int) -> str:
-        if self.running is not None:
-            raise RequestError(409, [f"training job {self.running} is still running"])
-        job_id = uuid.uuid4().hex[:12]
-        self.running = job_id
-        self.jobs[job_id] = {"job_id": job_id, "status": "training", "rows": rows,
-                             "started_at": datetime.now(UTC).isoformat(), "progress": [0, 1]}
-        while len(self.jobs) > 20:
-            self.jobs.pop(next(iter(self.jobs)))
-        return job_id
-
-    def finish(self, job_id: str, **outcome: Any) -> None:
-        self.jobs[job_id].update(outcome, finished_at=datetime.now(UTC).isoformat())
-        self.running = None
-
-    def latest(self) -> dict[str, Any] | None:
-        return dict(list(self.jobs.values())[-1]) if self.jobs else None
-
-
 training_jobs = TrainingJobs()
 
 
 def _training_config(params: Any) -> tuple[Any, list[str]]:
     from streamapp.anomaly_training import AnomalyTrainingConfig
 
-    if params is None:
-        return AnomalyTrainingConfig(), []
-    if not isinstance(params, dict):
-        return None, ["params must be an object of hyper-parameters"]
-    known = {f.name: f.type for f in fields(AnomalyTrainingConfig)}
-    reasons = [f"params.{name} is not a hyper-parameter (known: {', '.join(sorted(known))})"
-               for name in params if name not in known]
-    defaults = AnomalyTrainingConfig()
-    for name, value in params.items():
-        if name in known and type(value) is not type(getattr(defaults, name)) \
-                and not (isinstance(getattr(defaults, name), float) and type(value) is int):
-            reasons.append(f"params.{name} must be a {type(getattr(defaults, name)).__name__}")
-    if reasons:
-        return None, reasons
-    return AnomalyTrainingConfig(**params), []
+    return config_from_params(AnomalyTrainingConfig, params)
 
 
-async def run_training(job_id: str, body: dict[str, Any], config: Any) -> dict[str, Any]:
-    """Train in an executor, register and promote, then make this worker serve the new version."""
-    import numpy as np
+def _train(body: dict[str, Any], config: Any) -> Callable[[ProgressCallback], TrainResult]:
+    """The blocking training of a `POST /train` body: fit, register and promote."""
 
-    from streamapp.anomaly_training import TrainingData, train_and_register
+    def train(progress: ProgressCallback) -> TrainResult:
+        import numpy as np
 
-    groups = body.get("asset_ids")
-    data = TrainingData(np.asarray(body["data"], dtype=np.float64), list(body["feature_names"]),
-                        [str(g) for g in groups] if groups else None, "api", [])
+        from streamapp.anomaly_training import TrainingData, train_and_register
 
-    def progress(done: int, total: int) -> None:
-        training_jobs.jobs[job_id]["progress"] = [done, total]
+        groups = body.get("asset_ids")
+        data = TrainingData(np.asarray(body["data"], dtype=np.float64), list(body["feature_names"]),
+                            [str(g) for g in groups] if groups else None, "api", [])
+        return train_and_register(data, config, promote=True, progress=progress)
 
-    loop = asyncio.get_running_loop()
-    try:
-        result = await loop.run_in_executor(
-            None, lambda: train_and_register(data, config, promote=True, progress=progress)
-        )
-    except Exception as exc:
-        log.exception("training job %s failed", job_id)
-        metrics.errors_total.labels("anomalies-train").inc()
-        training_jobs.finish(job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    await anomaly_model.refresh()
-    outcome = {"status": "done", "name": result.name, "version": result.version,
-               "model_version": result.model_version, "metrics": result.metrics, "promoted": result.promoted}
-    training_jobs.finish(job_id, **outcome)
-    return {"job_id": job_id, **outcome}
+    return train
 
 
 @app.page("/api/v1/anomalies/train")
@@ -237,16 +172,8 @@ class AnomalyTrainView(View):
             job_id = training_jobs.start(len(body["data"]))
         except RequestError as error:
             return error_response(self, error)
-        task = asyncio.ensure_future(run_training(job_id, body, config))
-        if request.query.get("wait", "").lower() in ("1", "true", "yes"):
-            try:
-                return self.json(await task)
-            except Exception as exc:
-                return self.json({"job_id": job_id, "status": "failed", "detail": [f"{type(exc).__name__}: {exc}"]},
-                                 status=500)
-        task.add_done_callback(lambda done: done.cancelled() or done.exception())  # failures are in the job
-        return self.json({"job_id": job_id, "status": "training", "status_url": "/api/v1/anomalies/status"},
-                         status=202)
+        job = run_training_job(training_jobs, job_id, _train(body, config), anomaly_model, "anomalies-train")
+        return await training_response(self, request, job_id, job, "/api/v1/anomalies/status")
 
 
 # ---- state ---------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ journal's filters and pagination on PostgreSQL, status, and training through the
 from __future__ import annotations
 
 import copy
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,36 +11,7 @@ from typing import Any
 import pytest
 
 from tests.anomalies.conftest import SEED_EXAMPLE, Serving, small_training_data
-
-
-class FakeContent:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    async def read(self, limit: int) -> bytes:
-        return self.body[:limit]
-
-
-class FakeRequest:
-    """What the views read from an aiohttp request."""
-
-    def __init__(self, body: Any = None, *, query: dict[str, str] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        raw = json.dumps(body).encode()
-        self.content_length = len(raw)
-        self.content = FakeContent(raw)
-        self.headers = headers or {}
-        self.query = query or {}
-
-
-class FakeView:
-    def json(self, body: Any, status: int = 200) -> tuple[int, Any]:
-        return status, json.loads(json.dumps(body))
-
-
-async def call(view_class: Any, method: str, body: Any = None, **request: Any) -> tuple[int, Any]:
-    handler = getattr(view_class, method)
-    return await handler(FakeView(), FakeRequest(body, **request))  # type: ignore[no-any-return]
+from tests.view_testing import call
 
 
 async def test_detect_scores_the_seed_example_with_three_models(

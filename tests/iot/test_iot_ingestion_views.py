@@ -4,7 +4,6 @@ record per refused item), 503 when the broker does not confirm, pseudonyms only 
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from streamapp.deadletters import DeadLetteringTopic
 from tests.faust_testing import CapturedSends
+from tests.view_testing import FakeRequest, FakeView
 
 SEED_EXAMPLE = {
     "patient_id": "patient-001-ss",
@@ -19,29 +19,6 @@ SEED_EXAMPLE = {
     "timestamp": "2026-11-23T10:30:00.123456",
     "measurements": {"freq_card": 120, "freq_resp": 18, "spo2_pct": 85.0, "temp_corp": 38.5},
 }
-
-
-class FakeContent:
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    async def read(self, limit: int) -> bytes:
-        return self.body[:limit]
-
-
-class FakeRequest:
-    """What the views read from an aiohttp request."""
-
-    def __init__(self, body: Any, headers: dict[str, str] | None = None) -> None:
-        raw = json.dumps(body).encode()
-        self.content_length = len(raw)
-        self.content = FakeContent(raw)
-        self.headers = headers or {}
-
-
-class FakeView:
-    def json(self, body: Any, status: int = 200) -> tuple[int, Any]:
-        return status, body
 
 
 async def post(body: Any, *, legacy: bool = False, headers: dict[str, str] | None = None) -> tuple[int, Any]:

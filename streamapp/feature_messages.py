@@ -1,0 +1,102 @@
+"""`ExtractedFeatures` at the edge, shared by the anomaly and RUL pipelines: the checks a message must pass,
+its asset's recent vectors as model rows, and the plain-JSON helpers their journals and views use."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from models.base import missing_features
+
+MAX_ID_LENGTH = 128  # asset_id / sensor_id columns of the telemetry journals
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time as an aware UTC datetime (naive means UTC); raises ValueError."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def message_problems(
+    asset_id: Any, features: Any, timestamp: Any, sensor_id: Any = None, metadata: Any = None
+) -> list[str]:
+    """Every reason an `ExtractedFeatures` body cannot be used or journaled (empty: usable)."""
+    problems = []
+    if not isinstance(asset_id, str) or not asset_id.strip():
+        problems.append("asset_id must be a non-empty string")
+    elif len(asset_id) > MAX_ID_LENGTH:
+        problems.append(f"asset_id is longer than {MAX_ID_LENGTH} characters")
+    if sensor_id is not None and not isinstance(sensor_id, str):
+        problems.append("sensor_id must be a string")
+    elif sensor_id is not None and len(sensor_id) > MAX_ID_LENGTH:
+        problems.append(f"sensor_id is longer than {MAX_ID_LENGTH} characters")
+    if not isinstance(features, Mapping) or not features:
+        problems.append("features must be a non-empty object of name -> number")
+    if timestamp not in (None, ""):
+        if not isinstance(timestamp, str):
+            problems.append("timestamp must be an ISO 8601 string")
+        else:
+            try:
+                parse_time(timestamp)
+            except ValueError:
+                problems.append(f"timestamp {timestamp[:40]!r} is not an ISO 8601 time")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        problems.append("metadata must be an object")
+    return problems
+
+
+def body_problems(body: Any, feature_names: Sequence[str] | None) -> list[str]:
+    """`message_problems` of a JSON body, plus the model's features it lacks (REST: 422 with them all)."""
+    if not isinstance(body, dict):
+        return ["must be a JSON object with asset_id and features"]
+    problems = message_problems(
+        body.get("asset_id"), body.get("features"), body.get("timestamp"), body.get("sensor_id"), body.get("metadata")
+    )
+    if not problems and feature_names is not None:
+        missing = missing_features(list(feature_names), body["features"])
+        if missing:
+            problems.append(f"missing features: {', '.join(missing)}")
+    return problems
+
+
+def trailing_rows(
+    feature_names: Sequence[str], vectors: Sequence[Mapping[str, float]], limit: int
+) -> list[list[float]]:
+    """An asset's recent vectors as rows in `feature_names` order, oldest first: the trailing run (at most
+    `limit` long) in which every vector holds every name, so a model change never mixes in partial rows."""
+    names = list(feature_names)
+    rows: list[list[float]] = []
+    for vector in reversed(vectors):
+        if len(rows) == limit or missing_features(names, dict(vector)):
+            break
+        rows.append([float(vector[name]) for name in names])
+    rows.reverse()
+    return rows
+
+
+def record_key(asset_id: str, sensor_id: str, timestamp: str) -> str:
+    """A journal key: a hash of asset, sensor and timestamp, so a replayed message updates the same row."""
+    return hashlib.sha256(f"{asset_id}\x1f{sensor_id}\x1f{timestamp}".encode()).hexdigest()
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN / infinities replaced by None (strict JSON, PostgreSQL's json type)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def numeric_features(features: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numbers of a message's features (what an output record echoes back)."""
+    return {name: float(value) for name, value in features.items() if is_number(value)}

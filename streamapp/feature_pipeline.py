@@ -1,0 +1,235 @@
+"""The micro-batch loop every model agent on `extracted-features` shares (anomalies, RUL).
+
+Per batch: the production model is re-checked (a newly promoted version serves from the next batch on, no
+restart); unusable messages go to `dead-letters` (`invalid`; `model-not-trained` while nothing is promoted,
+so they can be replayed later; `missing-features` naming what the model needs, never zero-filled); the
+rest join their asset's history window (a changelog-backed table) and go through the model together in an
+executor; results are published keyed by `asset_id` (waiting for the broker), upserted into the journal
+table and added to the lake; offsets are acknowledged once the lake holds them. A model failure
+dead-letters the batch as `processing-error` and the stream moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
+
+from faust.types import EventT, StreamT, TopicT
+from sqlalchemy import Table
+
+from streamapp import health, metrics
+from streamapp.batching import BatchTimer, micro_batches
+from streamapp.db.engines import Role, get_engine
+from streamapp.db.migrate import ensure_schema
+from streamapp.db.upsert import upsert
+from streamapp.deadletters import INVALID, MISSING_FEATURES, MODEL_NOT_TRAINED, PROCESSING, send_dead_letter
+from streamapp.feature_messages import message_problems
+from streamapp.model_watch import ProductionModel
+from streamapp.records import ExtractedFeatures
+from streamapp.sinks import ack_after_lake, lake_dataset, lake_sink, position_of, write_with_retry
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from lake.sink import LakeSink
+    from tables.history import FeatureHistory
+
+log = logging.getLogger(__name__)
+M = TypeVar("M")
+R = TypeVar("R")
+Rejection = tuple[EventT, str, str]  # event, dead-letter reason, error
+
+
+@dataclass
+class PipelineFigures:
+    """Running counts of a model agent, shown by its status view."""
+
+    consumed: int = 0
+    scored: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    last_batch_at: str | None = None
+    last_model_version: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "consumed": self.consumed,
+            "scored": self.scored,
+            "dead_letters": dict(self.dead_letters),
+            "last_batch_at": self.last_batch_at,
+            "last_model_version": self.last_model_version,
+        }
+
+
+@dataclass
+class Admitted:
+    """A message that passed the checks, with its asset's window (oldest first, ending with it)."""
+
+    event: EventT
+    record: ExtractedFeatures
+    timestamp: str
+    window: list[dict[str, float]]
+
+
+def message_time(event: EventT) -> str:
+    """A message without a timestamp is stamped with its broker time (stable when replayed)."""
+    stamp = event.message.timestamp or time.time()
+    return datetime.fromtimestamp(stamp, UTC).isoformat()
+
+
+def model_check(watcher: ProductionModel[Any]) -> Callable[[], Coroutine[Any, Any, dict[str, Any]]]:
+    """A `/health` check: ok once the watcher serves a model."""
+
+    async def check() -> dict[str, Any]:
+        status = watcher.status()
+        return {"ok": bool(status["ready"]), **status}
+
+    return check
+
+
+class FeatureBatchPipeline(Generic[M, R]):
+    """One model agent's per-batch work and its sinks; subclasses name their parts and fill the hooks."""
+
+    agent: ClassVar[str]
+    watcher: ClassVar[ProductionModel[Any]]
+    figures: ClassVar[PipelineFigures]
+    history: ClassVar[FeatureHistory]
+    output_topic: ClassVar[TopicT]
+    journal_table: ClassVar[Table]
+    journal_key: ClassVar[str]
+    lake_name: ClassVar[str]
+    lake_schema: ClassVar[pa.Schema]
+
+    def __init__(self) -> None:
+        self.schema_ready = False
+        self.sink: LakeSink = lake_sink(self.agent, [lake_dataset(self.lake_name, self.lake_schema, ["date"])])
+
+    # ---- hooks -------------------------------------------------------------------------------------------
+    def feature_names(self, model: M) -> list[str]:
+        raise NotImplementedError
+
+    async def compute(self, model: M, admitted: list[Admitted]) -> list[Any]:
+        """The model's output per admitted message, computed off the event loop."""
+        raise NotImplementedError
+
+    def results(self, admitted: list[Admitted], computed: list[Any], model: M, version: str) -> list[R]:
+        raise NotImplementedError
+
+    def journal_row(self, result: R, created_at: datetime) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def lake_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+    async def run(self, stream: StreamT) -> None:
+        async for events in micro_batches(stream, agent=self.agent):
+            timer = BatchTimer(self.agent)
+            await self.process(stream, events)
+            timer.done()
+
+    def triage(self, record: ExtractedFeatures, model: M | None) -> tuple[str, str] | None:
+        """Why a message cannot go through the model (reason, error), or None when it can."""
+        from models.base import missing_features
+
+        problems = message_problems(
+            record.asset_id, record.features, record.timestamp, record.sensor_id, record.metadata
+        )
+        if problems:
+            return INVALID, "; ".join(problems)
+        if model is None:
+            return MODEL_NOT_TRAINED, f"no {self.watcher.name} model is promoted to production yet"
+        missing = missing_features(self.feature_names(model), dict(record.features))
+        if missing:
+            return MISSING_FEATURES, f"missing features: {', '.join(missing)}"
+        return None
+
+    async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
+        await self.watcher.refresh_if_due()
+        model, version = self.watcher.model, self.watcher.version  # one version for the whole batch
+        self.figures.consumed += len(events)
+        self.figures.last_batch_at = datetime.now(UTC).isoformat()
+        rejected: list[Rejection] = []
+        admitted: list[Admitted] = []
+        for event in events:
+            record = cast(ExtractedFeatures, event.value)
+            verdict = self.triage(record, model)
+            if verdict is not None or model is None:
+                rejected.append((event, *cast(tuple[str, str], verdict)))
+                continue
+            message = event.message
+            window = self.history.append_and_window(
+                record.asset_id, {name: record.features[name] for name in self.feature_names(model)},
+                message.partition, message.offset,
+            )
+            admitted.append(Admitted(event, record, record.timestamp or message_time(event), window))
+        results: list[R] = []
+        if admitted and model is not None:
+            try:
+                computed = await self.compute(model, admitted)
+            except Exception as exc:
+                log.exception("%s model failed on a batch of %d messages", self.agent, len(admitted))
+                metrics.errors_total.labels(self.agent).inc()
+                rejected += [(item.event, PROCESSING, f"{type(exc).__name__}: {exc}") for item in admitted]
+                admitted = []
+            else:
+                results = self.results(admitted, computed, model, str(version))
+                self.figures.scored += len(results)
+                self.figures.last_model_version = str(version)
+        await self.dead_letter(rejected)
+        await self.publish(results)
+        rows = [self.journal_row(result, datetime.now(UTC)) for result in results]
+        await self.store(rows)
+        self.history.persist()
+        self.sink.add(self.lake_name, [
+            (self.lake_row(row), position_of(item.event)) for row, item in zip(rows, admitted, strict=True)
+        ])
+        await ack_after_lake(self.sink, stream, list(events))
+
+    async def dead_letter(self, rejected: list[Rejection]) -> None:
+        """Every rejected message to `dead-letters`, delivered before the batch is acknowledged."""
+        await asyncio.gather(*(
+            send_dead_letter(event, error=error, reason=reason, agent=self.agent) for event, reason, error in rejected
+        ))
+        for _, reason, _ in rejected:
+            self.figures.dead_letters[reason] += 1
+
+    async def publish(self, results: list[R]) -> None:
+        """Send every result keyed by asset and wait for the broker (at-least-once before the ack)."""
+        if not results:
+            return
+        topic = self.output_topic
+
+        async def send_all() -> None:
+            pending = [await topic.send(key=cast(Any, result).asset_id, value=result) for result in results]
+            await asyncio.gather(*pending)
+
+        await write_with_retry(f"kafka:{self.agent}", send_all)  # a retry may repeat results; the journal dedupes
+        metrics.published_total.labels(topic.get_topic_name()).inc(len(results))
+
+    async def store(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert the journal (idempotent on its key), retrying while the database is down."""
+        if not rows:
+            return
+        unique = list({row[self.journal_key]: row for row in rows}.values())
+        sink = f"db:{self.agent}"
+
+        async def write() -> None:
+            if not self.schema_ready:
+                await ensure_schema(Role.TELEMETRY)
+                self.schema_ready = True
+            async with get_engine(Role.TELEMETRY).begin() as connection:
+                await upsert(connection, self.journal_table, unique)
+
+        await write_with_retry(sink, write)
+        metrics.sink_rows_total.labels(sink).inc(len(unique))
+
+
+def register_model_check(name: str, watcher: ProductionModel[Any]) -> None:
+    """Show the watcher's state under `name` in `/health`."""
+    health.register_check(name, model_check(watcher))
