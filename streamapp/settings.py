@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     broker_request_timeout: float = 30.0
     broker_commit_interval: float = 1.0
     consumer_max_fetch_size: int = 4 * 1024 * 1024
-    stream_buffer_maxsize: int = 16384
+    stream_buffer_maxsize: int = 65536  # must hold several fetches (4 MiB ~ 15k small messages) or the partitions pause and resume
     producer_linger_ms: float = 5.0
     producer_acks: str = "all"
 
@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     batch_max_size: int = 1000
     batch_max_wait_s: float = 0.05
     latency_budget_ms: float = 250.0
+    gc_young_threshold: int = 50_000  # allocations between young collections in a worker (Python: 700); 0 keeps Python's
 
     # sinks
     lake_flush_rows: int = 5000
@@ -92,6 +93,9 @@ class Settings(BaseSettings):
 
     # machine health
     history_window: int = 30
+    rul_history_window: int = 30  # cycles kept per asset while no RUL model is served (else the model's window)
+    rul_confidence_level: float = 0.95  # level of the conformal interval of RUL models trained from now on
+    training_data_dirs: str = ""  # comma-separated folders a `POST .../train` `path` may name (and <var_dir>/training-data)
     model_poll_seconds: float = 5.0
     mlflow_experiment_prefix: str = "streamapp"
     mlflow_tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")
@@ -158,6 +162,12 @@ class Settings(BaseSettings):
             return self.stack_cache_dir.expanduser().resolve()
         base = Path(self.xdg_cache_home).expanduser() if self.xdg_cache_home else Path.home() / ".cache"
         return (base / "streamapp").resolve()
+
+    @property
+    def training_data_roots(self) -> list[Path]:
+        """Folders whose files a training request may name by path (nothing else is read)."""
+        extra = [Path(part.strip()).expanduser().resolve() for part in self.training_data_dirs.split(",") if part.strip()]
+        return [self.var_dir / "training-data", *extra]
 
     @property
     def tracking_uri(self) -> str:

@@ -1,0 +1,139 @@
+"""Plain aiokafka clients for the bench: produce inputs, read outputs, follow a consumer group's progress."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()
+
+
+async def produce(bootstrap: str, topic: str, pairs: Iterable[tuple[bytes | None, bytes]]) -> tuple[int, float]:
+    """Send every pair without awaiting each (linger 5 ms, 64 KiB batches); returns (count, seconds)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=64 * 1024, acks=1, compression_type=None,
+    )
+    await producer.start()
+    count = 0
+    try:
+        started = time.perf_counter()
+        pending: list[asyncio.Future] = []
+        for key, value in pairs:
+            pending.append(await producer.send(topic, value, key=key))
+            count += 1
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+        return count, time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def consume_all(bootstrap: str, topic: str, count: int, timeout_s: float = 120.0) -> float:
+    """Read `count` messages from the beginning with getmany (no group); returns the seconds it took."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        seen = 0
+        started = None
+        deadline = time.monotonic() + timeout_s
+        while seen < count and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            if started is None and batches:
+                started = time.perf_counter()
+            seen += sum(len(batch) for batch in batches.values())
+        if seen < count or started is None:
+            raise RuntimeError(f"consumed {seen} of {count} messages from {topic}")
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str) -> int:
+    """The number of messages on `topic` (sum of its partitions' end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return int(sum(ends.values()))
+    finally:
+        await consumer.stop()
+
+
+@dataclass
+class Progress:
+    """Samples (seconds, count) of a consumer group's committed offsets on one topic."""
+
+    samples: list[tuple[float, int]] = field(default_factory=list)
+
+    def rate(self, total: int, low: float = 0.1, high: float = 0.9) -> float:
+        """Messages per second between `low` and `high` of `total`: the steady state, without start-up or tail."""
+        return steady_rate(self.samples, total, low, high)
+
+
+def steady_rate(
+    samples: list[tuple[float, int]] | list[tuple[float, int, float]], total: int,
+    low: float = 0.1, high: float = 0.9, clock: int = 0,
+) -> float:
+    """Events per second of `clock` (0: wall time; 2: the third element, e.g. process CPU seconds)."""
+
+    def time_at(target: float) -> float:
+        previous = samples[0]
+        for sample in samples:
+            if sample[1] >= target:
+                t0, c0, t1, c1 = previous[clock], previous[1], sample[clock], sample[1]
+                return t1 if c1 == c0 else t0 + (t1 - t0) * (target - c0) / (c1 - c0)
+            previous = sample
+        raise ValueError(f"never reached {target:.0f} of {total}")
+
+    start, end = time_at(total * low), time_at(total * high)
+    return total * (high - low) / max(end - start, 1e-9)
+
+
+async def follow_group(
+    bootstrap: str, group: str, topic: str, total: int, *, timeout_s: float, interval_s: float = 0.2,
+    alive: object = None,
+) -> Progress:
+    """Poll the group's committed offsets on `topic` until they reach `total` (raises on timeout)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    progress = Progress()
+    started = time.perf_counter()
+    try:
+        while True:
+            offsets = await admin.list_consumer_group_offsets(group)
+            done = sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+            now = time.perf_counter() - started
+            progress.samples.append((now, done))
+            if done >= total:
+                return progress
+            if callable(alive) and not alive():
+                raise RuntimeError(f"group {group} stopped at {done}/{total}")
+            if now > timeout_s:
+                raise TimeoutError(f"group {group} committed {done}/{total} on {topic} in {timeout_s:.0f} s")
+            await asyncio.sleep(interval_s)
+    finally:
+        await admin.close()
