@@ -11,7 +11,6 @@ get a criticality against the asset's own baseline, and are published keyed by `
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from faust.types import StreamT
@@ -29,7 +28,14 @@ from streamapp.anomaly_scoring import (
 )
 from streamapp.app import app
 from streamapp.db.telemetry import AnomalyDetectionRow
-from streamapp.feature_pipeline import Admitted, FeatureBatchPipeline, model_check, register_model_check
+from streamapp.feature_pipeline import (
+    Admitted,
+    FeatureBatchPipeline,
+    JournalSpec,
+    LakeSpec,
+    model_check,
+    register_model_check,
+)
 from streamapp.records import AnomalyResult
 from streamapp.topics import anomalies_topic, extracted_features_topic
 from tables.criticality import criticality_state, save_criticality_states
@@ -45,18 +51,13 @@ AGENT = "anomalies"
 class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", AnomalyResult]):
     """The anomaly agent's per-batch work: three detectors, then a criticality per asset."""
 
-    agent = AGENT
-    watcher = anomaly_model
-    figures = anomaly_figures
-    history = anomaly_history
-    output_topic = anomalies_topic
-    journal_table = cast(Table, AnomalyDetectionRow.__table__)
-    journal_key = "detection_id"
-    lake_name = "bronze/anomalies"
-    lake_schema = ANOMALIES_SCHEMA
-
-    def feature_names(self, model: AnomalyEnsemble) -> list[str]:
-        return model.feature_names
+    def __init__(self) -> None:
+        super().__init__(
+            agent=AGENT, watcher=anomaly_model, figures=anomaly_figures, history=anomaly_history,
+            output=anomalies_topic, journal=JournalSpec(cast(Table, AnomalyDetectionRow.__table__), "detection_id",
+                                                        journal_row),
+            lake=LakeSpec("bronze/anomalies", ANOMALIES_SCHEMA, lake_row),
+        )
 
     async def compute(self, model: AnomalyEnsemble, admitted: list[Admitted]) -> list[Any]:
         return await score(model, [item.window[-1] for item in admitted], [item.window for item in admitted])
@@ -84,12 +85,6 @@ class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", AnomalyResult]):
                 log.warning("anomaly: %s (score=%.3f, criticality=%s)", asset, row["final_score"], level)
         save_criticality_states(states)
         return results
-
-    def journal_row(self, result: AnomalyResult, created_at: datetime) -> dict[str, Any]:
-        return journal_row(result, created_at)
-
-    def lake_row(self, row: dict[str, Any]) -> dict[str, Any]:
-        return lake_row(row)
 
 
 @app.agent(extracted_features_topic, name="anomalies")

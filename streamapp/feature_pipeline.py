@@ -18,8 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+import pyarrow as pa
 from faust.types import EventT, StreamT, TopicT
 from sqlalchemy import Table
 
@@ -35,8 +36,6 @@ from streamapp.records import ExtractedFeatures
 from streamapp.sinks import ack_after_lake, lake_dataset, lake_sink, position_of, write_with_retry
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from lake.sink import LakeSink
     from tables.history import FeatureHistory
 
@@ -92,38 +91,46 @@ def model_check(watcher: ProductionModel[Any]) -> Callable[[], Coroutine[Any, An
     return check
 
 
+@dataclass(frozen=True)
+class JournalSpec:
+    """Where results are upserted: a telemetry table, its key column and the row of a result."""
+
+    table: Table
+    key: str
+    row: Callable[[Any, datetime], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class LakeSpec:
+    """Where journal rows go in the lake (partitioned by date): dataset, schema and the flattened row."""
+
+    name: str
+    schema: pa.Schema
+    row: Callable[[dict[str, Any]], dict[str, Any]]
+
+
 class FeatureBatchPipeline(Generic[M, R]):
     """One model agent's per-batch work and its sinks; subclasses name their parts and fill the hooks."""
 
-    agent: ClassVar[str]
-    watcher: ClassVar[ProductionModel[Any]]
-    figures: ClassVar[PipelineFigures]
-    history: ClassVar[FeatureHistory]
-    output_topic: ClassVar[TopicT]
-    journal_table: ClassVar[Table]
-    journal_key: ClassVar[str]
-    lake_name: ClassVar[str]
-    lake_schema: ClassVar[pa.Schema]
-
-    def __init__(self) -> None:
+    def __init__(
+        self, *, agent: str, watcher: ProductionModel[M], figures: PipelineFigures, history: FeatureHistory,
+        output: TopicT, journal: JournalSpec, lake: LakeSpec,
+    ) -> None:
+        self.agent, self.watcher, self.figures, self.history = agent, watcher, figures, history
+        self.output_topic, self.journal, self.lake = output, journal, lake
         self.schema_ready = False
-        self.sink: LakeSink = lake_sink(self.agent, [lake_dataset(self.lake_name, self.lake_schema, ["date"])])
+        self.sink: LakeSink = lake_sink(agent, [lake_dataset(lake.name, lake.schema, ["date"])])
 
     # ---- hooks -------------------------------------------------------------------------------------------
     def feature_names(self, model: M) -> list[str]:
-        raise NotImplementedError
+        """The features the model reads (each message must hold them all)."""
+        return list(cast(Any, model).feature_names)
 
     async def compute(self, model: M, admitted: list[Admitted]) -> list[Any]:
         """The model's output per admitted message, computed off the event loop."""
         raise NotImplementedError
 
     def results(self, admitted: list[Admitted], computed: list[Any], model: M, version: str) -> list[R]:
-        raise NotImplementedError
-
-    def journal_row(self, result: R, created_at: datetime) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def lake_row(self, row: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
     # ---- the loop ----------------------------------------------------------------------------------------
@@ -183,11 +190,11 @@ class FeatureBatchPipeline(Generic[M, R]):
                 self.figures.last_model_version = str(version)
         await self.dead_letter(rejected)
         await self.publish(results)
-        rows = [self.journal_row(result, datetime.now(UTC)) for result in results]
+        rows = [self.journal.row(result, datetime.now(UTC)) for result in results]
         await self.store(rows)
         self.history.persist()
-        self.sink.add(self.lake_name, [
-            (self.lake_row(row), position_of(item.event)) for row, item in zip(rows, admitted, strict=True)
+        self.sink.add(self.lake.name, [
+            (self.lake.row(row), position_of(item.event)) for row, item in zip(rows, admitted, strict=True)
         ])
         await ack_after_lake(self.sink, stream, list(events))
 
@@ -216,7 +223,7 @@ class FeatureBatchPipeline(Generic[M, R]):
         """Upsert the journal (idempotent on its key), retrying while the database is down."""
         if not rows:
             return
-        unique = list({row[self.journal_key]: row for row in rows}.values())
+        unique = list({row[self.journal.key]: row for row in rows}.values())
         sink = f"db:{self.agent}"
 
         async def write() -> None:
@@ -224,7 +231,7 @@ class FeatureBatchPipeline(Generic[M, R]):
                 await ensure_schema(Role.TELEMETRY)
                 self.schema_ready = True
             async with get_engine(Role.TELEMETRY).begin() as connection:
-                await upsert(connection, self.journal_table, unique)
+                await upsert(connection, self.journal.table, unique)
 
         await write_with_retry(sink, write)
         metrics.sink_rows_total.labels(sink).inc(len(unique))

@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 TRAINERS: dict[str, str] = {
     "returns": "streamapp.training:train_returns",
     "anomaly": "streamapp.anomaly_training:train_anomaly",
+    "rul": "streamapp.rul_training:train_rul",
 }
 DEFAULT_SIMULATED_ORDERS = 20_000
 

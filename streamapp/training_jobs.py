@@ -8,7 +8,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -18,7 +18,7 @@ from models.base import ProgressCallback
 from streamapp import metrics
 from streamapp.model_watch import ProductionModel
 from streamapp.training import TrainResult
-from streamapp.views.common import RequestError
+from streamapp.views.common import RequestError, check_token, error_response, read_json
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
@@ -117,3 +117,31 @@ async def training_response(
                              status=500)
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
     return view.json({"job_id": job_id, "status": "training", "status_url": status_url}, status=202)
+
+
+@dataclass(frozen=True)
+class TrainingEndpoint:
+    """A pipeline's `POST .../train`: token, JSON body, `check(body) -> (config, reasons)` in an executor
+    (422 with every reason), one job at a time (409), then `train(body, config)` as a job."""
+
+    jobs: TrainingJobs
+    check: Callable[[Any], tuple[Any, list[str]]]
+    rows: Callable[[dict[str, Any]], int]
+    train: Callable[[dict[str, Any], Any], Callable[[ProgressCallback], TrainResult]]
+    watcher: ProductionModel[Any]
+    label: str
+    status_url: str
+
+    async def post(self, view: View, request: Request) -> Response:
+        try:
+            check_token(request)
+            body = await read_json(request)
+            loop = asyncio.get_running_loop()
+            config, reasons = await loop.run_in_executor(None, self.check, body)
+            if reasons:
+                raise RequestError(422, reasons)
+            job_id = self.jobs.start(self.rows(body))
+        except RequestError as error:
+            return error_response(view, error)
+        job = run_training_job(self.jobs, job_id, self.train(body, config), self.watcher, self.label)
+        return await training_response(view, request, job_id, job, self.status_url)

@@ -85,3 +85,15 @@ class FeatureHistory:
 anomaly_history = FeatureHistory(
     "anomaly-feature-history", help="asset_id -> recent feature vectors the anomaly LSTM windows are cut from"
 )
+
+
+def _rul_window() -> int:
+    """The served RUL model's window (its networks read exactly that many cycles), else the setting."""
+    from streamapp.rul_scoring import rul_window
+
+    return rul_window()
+
+
+rul_history = FeatureHistory(
+    "rul-feature-history", _rul_window, help="asset_id -> recent feature vectors the RUL windows are cut from"
+)

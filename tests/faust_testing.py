@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,3 +62,68 @@ async def wait_for(predicate: Any, within_s: float = 5.0, interval: float = 0.01
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {within_s} s")
         await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def isolated_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forget: Callable[[], None], **extra_env: str
+) -> AsyncIterator[Path]:
+    """Settings pointing at `tmp_path` (var dir, lake, SQLite telemetry), lake rows flushed at once, any
+    `extra_env`, and a pipeline's cached state emptied by `forget` before and after."""
+    from streamapp.db.engines import dispose_all
+
+    for name, value in {
+        "STREAMAPP_VAR_DIR": str(tmp_path / "var"), "STREAMAPP_LAKE_DIR": str(tmp_path / "lake"),
+        "STREAMAPP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'telemetry.db'}",
+        "STREAMAPP_LAKE_FLUSH_SECONDS": "0", **extra_env,
+    }.items():
+        monkeypatch.setenv(name, value)
+    await dispose_all()
+    forget()
+    yield tmp_path
+    await dispose_all()
+    monkeypatch.undo()
+    forget()
+
+
+def forget_pipeline_state(history: Any, figures: Any, *tables: Any) -> None:
+    """Empty a model pipeline's cached settings, schema state, history table, other tables and figures."""
+    from streamapp.db import migrate
+    from streamapp.settings import get_settings
+
+    get_settings.cache_clear()
+    migrate._current.clear()
+    history.table.data.clear()
+    history.discard_pending()
+    for table in tables:
+        table.data.clear()
+    figures.__init__()
+
+
+class Serving:
+    """Controls what a production-model watcher serves, without a registry."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, watcher: Any) -> None:
+        self.watcher = watcher
+        monkeypatch.setattr(watcher, "model", None)
+        monkeypatch.setattr(watcher, "version", None)
+        monkeypatch.setattr(watcher, "_next_check", math.inf)  # never asks the registry
+
+    def serve(self, model: Any, version: str) -> None:
+        self.watcher.model, self.watcher.version = model, version
+
+
+def pipeline_fixtures(env_name: str, forget: Callable[[], None], watcher: Callable[[], Any]) -> tuple[Any, Any]:
+    """A model pipeline's `<env_name>` fixture (`isolated_env` with its `forget`) and its `serving`
+    fixture (a `Serving` of `watcher()`); assign both in the pipeline's conftest."""
+
+    @pytest.fixture(name=env_name)
+    async def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Path]:
+        async with isolated_env(tmp_path, monkeypatch, forget) as path:
+            yield path
+
+    @pytest.fixture(name="serving")
+    def serving(monkeypatch: pytest.MonkeyPatch) -> Serving:
+        return Serving(monkeypatch, watcher())
+
+    return env, serving

@@ -54,7 +54,7 @@ def _report(result: TrainResult) -> None:
 @app.command(
     argument("pipeline", type=click.Choice(sorted(TRAINERS) + list(GROUPS))),
     option("--data", "data", multiple=True, type=click.Path(path_type=Path),
-           help="Training data file(s); default: freshly simulated data where a simulator exists."),
+           help="Training data file(s) or directory; default: freshly simulated data where a simulator exists."),
     option("--rows", type=int, default=None, help="Rows to simulate, or to read at most."),
     option("--seed", type=int, default=0, help="Seed of the simulator and the model."),
     option("--no-promote", is_flag=True, default=False, help="Register without moving the production alias."),
@@ -64,9 +64,9 @@ async def train(
     self: StreamappCommand, pipeline: str, data: tuple[Path, ...], rows: int | None, seed: int, no_promote: bool
 ) -> int:
     """Train a pipeline's model, log it to MLflow, register it and (unless told not to) promote it."""
-    missing = [str(path) for path in data if not path.is_file()]
+    missing = [str(path) for path in data if not path.exists()]
     if missing:
-        raise CommandError(f"no such data file: {', '.join(missing)}")
+        raise CommandError(f"no such data file or directory: {', '.join(missing)}")
     if rows is not None and rows <= 0:
         raise CommandError("--rows must be positive")
     if pipeline not in GROUPS:

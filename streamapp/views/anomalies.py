@@ -38,7 +38,7 @@ from streamapp.db.telemetry import AnomalyDetectionRow
 from streamapp.feature_messages import body_problems
 from streamapp.settings import get_settings
 from streamapp.training import TrainResult
-from streamapp.training_jobs import TrainingJobs, config_from_params, run_training_job, training_response
+from streamapp.training_jobs import TrainingEndpoint, TrainingJobs, config_from_params
 from streamapp.views.common import RequestError, check_token, error_response, read_json
 from tables.criticality import criticality_state
 from tables.history import anomaly_history
@@ -148,32 +148,33 @@ def _train(body: dict[str, Any], config: Any) -> Callable[[ProgressCallback], Tr
     return train
 
 
+def _training_problems(body: Any) -> tuple[Any, list[str]]:
+    """The config and every reason a `POST /train` body cannot be trained on."""
+    from streamapp.anomaly_training import check_training_rows
+
+    if not isinstance(body, dict):
+        return None, ["body must be an object with data and feature_names"]
+    reasons = check_training_rows(body.get("data"), body.get("feature_names"))
+    groups = body.get("asset_ids")
+    if groups is not None and (not isinstance(groups, list) or not isinstance(body.get("data"), list)
+                               or len(groups) != len(body["data"])):
+        reasons.append("asset_ids must be a list with one asset id per row of data")
+    config, config_reasons = _training_config(body.get("params"))
+    return config, reasons + config_reasons
+
+
+training = TrainingEndpoint(
+    training_jobs, _training_problems, lambda body: len(body["data"]), _train, anomaly_model, "anomalies-train",
+    "/api/v1/anomalies/status",
+)
+
+
 @app.page("/api/v1/anomalies/train")
 class AnomalyTrainView(View):
     async def post(self, request: Request) -> Response:
         """Train on `{data: [[...]], feature_names: [...], asset_ids?, params?}`; 202 + job id (200 with
         the registry version when `?wait=true`)."""
-        from streamapp.anomaly_training import check_training_rows
-
-        try:
-            check_token(request)
-            body = await read_json(request)
-            if not isinstance(body, dict):
-                raise RequestError(422, ["body must be an object with data and feature_names"])
-            reasons = check_training_rows(body.get("data"), body.get("feature_names"))
-            groups = body.get("asset_ids")
-            if groups is not None and (not isinstance(groups, list) or not isinstance(body.get("data"), list)
-                                       or len(groups) != len(body["data"])):
-                reasons.append("asset_ids must be a list with one asset id per row of data")
-            config, config_reasons = _training_config(body.get("params"))
-            reasons += config_reasons
-            if reasons:
-                raise RequestError(422, reasons)
-            job_id = training_jobs.start(len(body["data"]))
-        except RequestError as error:
-            return error_response(self, error)
-        job = run_training_job(training_jobs, job_id, _train(body, config), anomaly_model, "anomalies-train")
-        return await training_response(self, request, job_id, job, "/api/v1/anomalies/status")
+        return await training.post(self, request)
 
 
 # ---- state ---------------------------------------------------------------------------------------------

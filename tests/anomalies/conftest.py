@@ -3,14 +3,17 @@ trained once per session on simulated healthy machines, and a watcher that serve
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.faust_testing import captured_sends, faust_app  # noqa: F401
+from tests.faust_testing import (  # noqa: F401
+    Serving,
+    captured_sends,
+    faust_app,
+    forget_pipeline_state,
+    pipeline_fixtures,
+)
 
 SEED_EXAMPLE = {  # anomaly-worker-guide.md, "Input (extracted-features)"
     "asset_id": "ASSET001",
@@ -48,51 +51,16 @@ def small_ensemble() -> Any:
 
 def forget_cached_state() -> None:
     from streamapp.anomaly_scoring import anomaly_figures
-    from streamapp.db import migrate
-    from streamapp.settings import get_settings
     from tables.criticality import anomaly_criticality
     from tables.history import anomaly_history
 
-    get_settings.cache_clear()
-    migrate._current.clear()
-    anomaly_history.table.data.clear()
-    anomaly_history.discard_pending()
-    anomaly_criticality.data.clear()
-    anomaly_figures.__init__()  # type: ignore[misc]
+    forget_pipeline_state(anomaly_history, anomaly_figures, anomaly_criticality)
 
 
-@pytest.fixture
-async def anomaly_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Path]:
-    """Settings pointing at `tmp_path`; lake rows flushed at once; tables, figures and caches emptied."""
-    from streamapp.db.engines import dispose_all
+def _watcher() -> Any:
+    from streamapp.anomaly_scoring import anomaly_model
 
-    monkeypatch.setenv("STREAMAPP_VAR_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("STREAMAPP_LAKE_DIR", str(tmp_path / "lake"))
-    monkeypatch.setenv("STREAMAPP_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'telemetry.db'}")
-    monkeypatch.setenv("STREAMAPP_LAKE_FLUSH_SECONDS", "0")
-    await dispose_all()
-    forget_cached_state()
-    yield tmp_path
-    await dispose_all()
-    monkeypatch.undo()
-    forget_cached_state()
+    return anomaly_model
 
 
-class Serving:
-    """Controls what the anomaly watcher serves, without a registry."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from streamapp.anomaly_scoring import anomaly_model
-
-        self.watcher = anomaly_model
-        monkeypatch.setattr(anomaly_model, "model", None)
-        monkeypatch.setattr(anomaly_model, "version", None)
-        monkeypatch.setattr(anomaly_model, "_next_check", math.inf)  # never asks the registry
-
-    def serve(self, model: Any, version: str) -> None:
-        self.watcher.model, self.watcher.version = model, version
-
-
-@pytest.fixture
-def serving(monkeypatch: pytest.MonkeyPatch) -> Iterator[Serving]:
-    yield Serving(monkeypatch)
+anomaly_env, serving = pipeline_fixtures("anomaly_env", forget_cached_state, _watcher)

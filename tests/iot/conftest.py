@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faust_testing import captured_sends, faust_app  # noqa: F401
+from tests.faust_testing import captured_sends, faust_app, isolated_env  # noqa: F401
 
 PSEUDONYM_KEY = "iot-tests-secret"
 
@@ -28,16 +28,6 @@ def forget_cached_state() -> None:
 @pytest.fixture
 async def iot_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Path]:
     """Settings pointing at `tmp_path`; lake rows flushed at once; tables and caches emptied."""
-    from streamapp.db.engines import dispose_all
-
-    monkeypatch.setenv("STREAMAPP_VAR_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("STREAMAPP_LAKE_DIR", str(tmp_path / "lake"))
-    monkeypatch.setenv("STREAMAPP_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'telemetry.db'}")
-    monkeypatch.setenv("STREAMAPP_PSEUDONYM_KEY", PSEUDONYM_KEY)
-    monkeypatch.setenv("STREAMAPP_LAKE_FLUSH_SECONDS", "0")
-    await dispose_all()
-    forget_cached_state()
-    yield tmp_path
-    await dispose_all()
-    monkeypatch.undo()
-    forget_cached_state()
+    async with isolated_env(tmp_path, monkeypatch, forget_cached_state,
+                            STREAMAPP_PSEUDONYM_KEY=PSEUDONYM_KEY) as path:
+        yield path
