@@ -27,7 +27,8 @@ def _history_window() -> int:
 
 
 class FeatureHistory:
-    """asset_id -> {"partition", "offset", "vectors": [{name: value}, ...]} (oldest first, at most `size`)."""
+    """asset_id -> {"partition", "offset", "vectors": [{name: value}, ...], "offsets": [offset, ...]} (oldest
+    first, at most `size`; `offsets` holds each vector's source offset)."""
 
     def __init__(self, name: str, size: Callable[[], int] = _history_window, help: str = "") -> None:
         self.name = name
@@ -53,15 +54,21 @@ class FeatureHistory:
         """Append `features` and return the asset's window, oldest first, ending with `features`.
 
         `partition` is the source partition (the changelog partition of the entry). With `offset`, a
-        replayed message (offset not above the last one applied) is not appended twice."""
+        replayed message (offset not above the last one applied) is not appended twice, and its window is
+        the one it had when first applied (each vector's offset is kept), so a redelivery after a crash
+        gives the same answer."""
         entry = self.table.data.get(asset_id) or {"partition": partition, "offset": -1, "vectors": []}
         vectors: list[dict[str, float]] = list(entry["vectors"])
+        offsets: list[int | None] = list(entry.get("offsets") or [None] * len(vectors))
         replayed = offset is not None and entry.get("partition") == partition and offset <= entry.get("offset", -1)
+        if replayed and offset in offsets:
+            end = offsets.index(offset) + 1
+            return [dict(vector) for vector in vectors[max(0, end - self.size):end]]
         window = [*vectors, {name: float(value) for name, value in features.items()}][-self.size:]
         if not replayed:
             self.table.data[asset_id] = {
                 "partition": partition, "offset": entry.get("offset", -1) if offset is None else offset,
-                "vectors": window,
+                "vectors": window, "offsets": [*offsets, offset][-self.size:],
             }
             self._touched[asset_id] = partition
         return [dict(vector) for vector in window]

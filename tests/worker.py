@@ -12,6 +12,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +126,49 @@ class WorkerProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+
+@contextmanager
+def private_mlflow(directory: Path) -> Iterator[str]:
+    """This process's MLflow store (tracking + registry) moved to `directory` until the block ends."""
+    from streamapp.settings import get_settings
+
+    uri = f"sqlite:///{directory / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    get_settings.cache_clear()
+    try:
+        yield uri
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+        get_settings.cache_clear()
+
+
+def model_worker(broker_url: str, workdir: Path, mlflow_uri: str, poll_seconds: float, **env: str) -> WorkerProcess:
+    """A worker serving models from `mlflow_uri` (polled every `poll_seconds`), with a SQLite telemetry
+    journal in `workdir`, lake flushes every 0.5 s and no dashboard."""
+    return WorkerProcess(broker_url, workdir, env={
+        "MLFLOW_TRACKING_URI": mlflow_uri,
+        "STREAMAPP_MODEL_POLL_SECONDS": str(poll_seconds),
+        "STREAMAPP_DATABASE_URL": f"sqlite+aiosqlite:///{Path(workdir) / 'telemetry.db'}",
+        "STREAMAPP_LAKE_FLUSH_SECONDS": "0.5",
+        "STREAMAPP_DASHBOARD_ENABLED": "false",
+        **env,
+    })
+
+
+def served_version(worker: WorkerProcess, status_path: str, within_s: float = 60.0, expected: str | None = None) -> str:
+    """The registry version a pipeline's status view says the worker serves, once it serves one (and
+    `expected`, if given)."""
+    deadline = time.monotonic() + within_s
+    body: Any = None
+    while time.monotonic() < deadline:
+        status, body = worker.get(status_path)
+        version = body["model"]["version"] if status == 200 else None
+        if version is not None and (expected is None or version == expected):
+            return str(version)
+        time.sleep(0.2)
+    raise AssertionError(f"worker does not serve {expected or 'a model'}: {body}\n{worker.log_tail()}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import os
 import sqlite3
 import time
 import uuid
@@ -19,7 +18,7 @@ import pytest
 
 from tests.anomalies.conftest import SEED_EXAMPLE, small_config, small_training_data
 from tests.kafka_helpers import produce_json, read_topic
-from tests.worker import WorkerProcess
+from tests.worker import WorkerProcess, model_worker, private_mlflow, served_version
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 POLL_SECONDS = 1.0
@@ -29,31 +28,15 @@ POLL_SECONDS = 1.0
 def mlflow_store(tmp_path_factory: pytest.TempPathFactory, small_ensemble: Any) -> Iterator[str]:
     """A private MLflow store (tracking + registry) holding one promoted anomaly version."""
     from streamapp.anomaly_training import register_ensemble
-    from streamapp.settings import get_settings
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    get_settings.cache_clear()
-    register_ensemble(small_ensemble, small_training_data(), small_config(), {"train_rows": 180.0})
-    yield uri
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
-    get_settings.cache_clear()
+    with private_mlflow(tmp_path_factory.mktemp("mlflow")) as uri:
+        register_ensemble(small_ensemble, small_training_data(), small_config(), {"train_rows": 180.0})
+        yield uri
 
 
 @pytest.fixture(scope="module")
 def worker(kafka: Any, mlflow_store: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    workdir = tmp_path_factory.mktemp("anomaly-worker")
-    process = WorkerProcess(kafka.url, workdir, env={
-        "MLFLOW_TRACKING_URI": mlflow_store,
-        "STREAMAPP_MODEL_POLL_SECONDS": str(POLL_SECONDS),
-        "STREAMAPP_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'telemetry.db'}",
-        "STREAMAPP_LAKE_FLUSH_SECONDS": "0.5",
-        "STREAMAPP_DASHBOARD_ENABLED": "false",
-    })
+    process = model_worker(kafka.url, tmp_path_factory.mktemp("anomaly-worker"), mlflow_store, POLL_SECONDS)
     process.start()
     yield process
     process.kill()
@@ -61,14 +44,7 @@ def worker(kafka: Any, mlflow_store: str, tmp_path_factory: pytest.TempPathFacto
 
 def serving_version(worker: WorkerProcess, within_s: float = 60.0, expected: str | None = None) -> str:
     """The registry version the worker serves, once it serves one (and `expected`, if given)."""
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        status, body = worker.get("/api/v1/anomalies/status")
-        version = body["model"]["version"] if status == 200 else None
-        if version is not None and (expected is None or version == expected):
-            return str(version)
-        time.sleep(0.2)
-    raise AssertionError(f"worker does not serve {expected or 'a model'}: {body}\n{worker.log_tail()}")
+    return served_version(worker, "/api/v1/anomalies/status", within_s, expected)
 
 
 def result_for(kafka: Any, asset_id: str) -> dict[str, Any]:
