@@ -36,6 +36,7 @@ bench: install
 eval: install
 	$(BIN)/python bench/eval_anomaly.py
 	$(BIN)/python bench/eval_rul.py
+	$(BIN)/python bench/eval_rul_stream.py
 
 stack-up: install
 	$(BIN)/python -m streamapp.stack up
