@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
+import types
+import typing
 from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from faust.exceptions import ValueDecodeError
 from faust.types import EventT, Message
 
 from streamapp import metrics
@@ -74,12 +78,83 @@ async def send_dead_letter(
         await pending
 
 
+def type_problems(value: Any, expected: Any, path: str = "value") -> list[str]:
+    """Where a decoded value does not have its declared JSON type (Faust does not check, and builds nested
+    records lazily, so a wrong type would raise inside the agent instead of becoming a dead letter)."""
+    origin, args = typing.get_origin(expected), typing.get_args(expected)
+    if expected is Any:
+        return []
+    if isinstance(value, _Broken):
+        return [f"{path}: {value.exc}"]
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return []
+        options = [arg for arg in args if arg is not type(None)]
+        found = [type_problems(value, option, path) for option in options]
+        return [] if any(not problems for problems in found) else found[0]
+    if isinstance(expected, type) and issubclass(expected, faust.Record):
+        if isinstance(value, expected):
+            fields = expected._options.fields
+            return [problem for name, kind in fields.items()
+                    for problem in type_problems(_field(value, name), kind, f"{path}.{name}")]
+        return [f"{path} must be an object"]
+    if expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        return [] if ok else [f"{path} must be a finite number"]
+    if expected is int:
+        return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{path} must be an integer"]
+    if expected in (str, bool, bytes):
+        return [] if isinstance(value, expected) else [f"{path} must be of type {expected.__name__}"]
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{path} must be a list"]
+        return [problem for i, item in enumerate(value) for problem in type_problems(item, args[0], f"{path}[{i}]")]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return [f"{path} must be an object"]
+        return [problem for key, item in value.items()
+                for problem in type_problems(item, args[1], f"{path}.{key}")]
+    return []
+
+
+def _field(record: Any, name: str) -> Any:
+    try:
+        return getattr(record, name)  # builds a nested record now
+    except (TypeError, ValueError) as exc:
+        return _Broken(exc)
+
+
+class _Broken:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+
 class DeadLetteringTopic(faust.Topic):
     """A topic that turns undecodable messages into dead letters instead of crashing its agents.
 
-    Faust calls the hook once per agent subscribed to the topic; one dead letter is sent per message."""
+    A message whose JSON does not have the record's declared types (a string for a number, a list for
+    an object...) is undecodable too. Faust calls the hook once per agent subscribed to the topic; one
+    dead letter is sent per message."""
 
     _recently_dead: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+
+    def _compile_decode(self) -> None:
+        super()._compile_decode()
+        decode = self.decode
+
+        async def checked(message: Message, *, propagate: bool = False) -> EventT:
+            event = await decode(message, propagate=propagate)
+            value_type = self.value_type
+            if isinstance(value_type, type) and issubclass(value_type, faust.Record):
+                problems = type_problems(event.value, value_type)
+                if problems:
+                    error = ValueDecodeError("; ".join(problems[:20]))
+                    if propagate:
+                        raise error
+                    await self.on_value_decode_error(error, message)
+            return event
+
+        self.decode = checked  # type: ignore[method-assign]
 
     async def on_key_decode_error(self, exc: Exception, message: Message) -> None:
         await self._dead_letter_decode_error(exc, message)
