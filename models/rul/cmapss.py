@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from models.rul.ensemble import RulConfig
 from models.rul.windows import pad_history, piecewise_linear_rul
 
 SETTING_NAMES = [f"setting_{i}" for i in range(1, 4)]
@@ -16,6 +18,12 @@ FEATURE_NAMES = SETTING_NAMES + SENSOR_NAMES
 COLUMNS = ["unit", "cycle", *FEATURE_NAMES]
 # In single-condition subsets (FD001, FD003) the settings are noise and sensor_6 takes two values: not fed to networks
 SINGLE_CONDITION_EXCLUDED = (*SETTING_NAMES, "sensor_6")
+
+
+def tuned_config(**overrides: Any) -> RulConfig:
+    """The ensemble configuration tuned on FD001 by bench/eval_rul.py (fields can be overridden)."""
+    tuned: dict[str, Any] = {"window": 40, "exclude_features": SINGLE_CONDITION_EXCLUDED}
+    return replace(RulConfig(), **{**tuned, **overrides})
 
 
 @dataclass(frozen=True)

@@ -38,12 +38,13 @@ class RulConfig:
     dropout: float = 0.2
     tcn_channels: int = 32
     tcn_kernel: int = 3
-    tcn_levels: int = 3
+    tcn_levels: int = 4  # receptive field 1 + 2 (k - 1)(2^levels - 1) = 61 steps with k = 3
     tcn_dropout: float = 0.0  # inside the convolution blocks; the head uses `dropout`
     max_epochs: int = 30
     patience: int = 8
     batch_size: int = 256
     lr: float = 2e-3
+    lr_schedule: str = "plateau"  # or "cosine" (to lr/20 at max_epochs)
     ema_decay: float = 0.99  # weights validated and kept: moving average over optimiser steps (0 = off)
     weight_decay: float = 0.0
     train_on_padded: bool = True  # also learn from windows left-padded at the start of each run
@@ -187,6 +188,7 @@ class RulEnsemble:
                     seed=config.seed * 1000 + position,
                     target_scale=config.rul_cap,
                     ema_decay=config.ema_decay,
+                    lr_schedule=config.lr_schedule,
                     on_epoch=_shifted(progress, offset),
                 )
                 self.networks[kind] = net

@@ -63,9 +63,10 @@ def train_network(
     seed: int,
     target_scale: float = 1.0,
     ema_decay: float = 0.0,
+    lr_schedule: str = "plateau",
     on_epoch: EpochCallback | None = None,
 ) -> FitReport:
-    """Adam on MSE with plateau LR halving; keeps the best validation epoch's weights.
+    """Adam on MSE with cosine decay or plateau halving of the LR; keeps the best validation epoch's weights.
 
     With `ema_decay` > 0 the weights validated and kept are an exponential moving average over steps,
     which smooths the epoch-to-epoch noise of small run-to-failure sets.
@@ -75,9 +76,15 @@ def train_network(
     order_rng = np.random.default_rng(seed)
     x_train, y_train = torch.from_numpy(train[0]), torch.from_numpy(train[1])
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=0.5, patience=max(1, patience // 3)
-    )
+    scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+    if lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs, eta_min=lr / 20)
+    elif lr_schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=max(1, patience // 3)
+        )
+    else:
+        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; expected 'cosine' or 'plateau'")
     averaged = copy.deepcopy(net) if ema_decay > 0 else net
     best_rmse, best_epoch, best_state, stale = math.inf, 0, copy.deepcopy(net.state_dict()), 0
     epoch = 0
@@ -99,7 +106,10 @@ def train_network(
             total += loss.item() * len(index)
             count += len(index)
         val_rmse = float(np.sqrt(np.mean((predict_batches(averaged, val[0]) - val[1]) ** 2))) * target_scale
-        scheduler.step(val_rmse)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(val_rmse)
+        else:
+            scheduler.step()
         if on_epoch is not None:
             on_epoch(epoch, total / max(count, 1))
         if val_rmse < best_rmse - 1e-6:
