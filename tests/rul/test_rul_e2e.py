@@ -138,3 +138,28 @@ def test_the_seed_example_becomes_a_dead_letter_naming_the_missing_features(
     assert letter["error"] == "missing features: " + ", ".join(quick_ensemble.feature_names)
     status, health = worker.get("/health")
     assert status == 200 and health["rul_model"]["ok"] is True
+
+
+def test_simulated_machines_get_live_rul_from_a_model_trained_on_simulated_lives(
+    worker: WorkerProcess, kafka: Any, mlflow_store: str
+) -> None:
+    from models.rul import RulConfig
+    from streamapp.rul_training import fit_ensemble, register_ensemble, simulated_lives, training_config
+
+    before = served_version(worker, STATUS)
+    data = simulated_lives(6, seed=3)
+    tiny = RulConfig(window=10, max_epochs=2, hidden=8, layers=1, tcn_channels=4, tcn_levels=1)
+    promoted, _ = register_ensemble(fit_ensemble(data, training_config(data, tiny)), data)  # into mlflow_store
+    assert promoted != before
+    served_version(worker, STATUS, expected=promoted)  # swapped in on the next poll, no restart
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("faust")), "-A", "streamapp", "simulate", "machines",
+         "--assets", "2", "--count", "4", "--seed", "11"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=120,
+        env={**worker.env, "STREAMAPP_VAR_DIR": str(worker.workdir / "cli-var")},
+    )
+    assert done.returncode == 0, done.stderr
+    machines = predictions_for(kafka, {"machine-0001", "machine-0002"}, lambda values: len(values) >= 4, 60)
+    assert sorted(v["asset_id"] for v in machines) == ["machine-0001"] * 2 + ["machine-0002"] * 2
+    assert all(v["model_version"] == promoted and v["rul_prediction"] >= 0 for v in machines)
+    assert {v["metadata"]["source"] for v in machines} == {"streamapp-features"}
