@@ -15,6 +15,8 @@ import logging
 import time
 from collections.abc import Iterable
 
+from aiokafka.partitioner import murmur2
+
 from streamapp.app import app
 from streamapp.settings import get_settings
 
@@ -34,11 +36,20 @@ def already_seen(event_id: str) -> bool:
     return event_id.encode() in seen_event_ids
 
 
+def changelog_partition(key: bytes) -> int:
+    """The partition the producer's default partitioner gives `key`, computed without broker metadata:
+    right after a broker failure the metadata may lack the changelog topic, and Faust's own lookup then
+    raised TypeError inside the agent (a crash loop)."""
+    return (murmur2(key) & 0x7FFFFFFF) % app.conf.topic_partitions
+
+
 def remember(event_ids: Iterable[str], now: float | None = None) -> None:
     """Record event ids whose rows are committed (call after the database transaction)."""
     stamp = time.time() if now is None else now
     for event_id in event_ids:
-        seen_event_ids[event_id.encode()] = stamp
+        key = event_id.encode()
+        seen_event_ids.data[key] = stamp
+        seen_event_ids.send_changelog(changelog_partition(key), key, stamp)
 
 
 def expired_keys(entries: Iterable[tuple[bytes, float]], now: float, retention_s: float) -> list[bytes]:
@@ -54,7 +65,8 @@ def prune(now: float | None = None) -> int:
     """Delete the entries past the retention from the partitions this worker holds; returns how many."""
     stale = expired_keys(list(seen_event_ids.items()), time.time() if now is None else now, retention_s())
     for key in stale:
-        del seen_event_ids[key]
+        seen_event_ids.data.pop(key, None)
+        seen_event_ids.send_changelog(changelog_partition(key), key, None, value_serializer="raw")
     return len(stale)
 
 
