@@ -31,9 +31,9 @@ START_MARK, END_MARK = "<!-- bench:start -->", "<!-- bench:end -->"
 class Scale:
     """How big each benchmark is: the full run, or `--quick` for a smoke run."""
 
-    messages: int = 200_000  # IoT measurements shared by raw, trivial, IoT and Quix benchmarks
-    model_events: int = 20_000  # anomaly / RUL / returns inputs
-    per_event_events: int = 2_000  # the per-event anomaly reference (slow by design)
+    messages: int = 100_000  # IoT measurements shared by raw, trivial, IoT and Quix benchmarks
+    model_events: int = 10_000  # anomaly / RUL / returns inputs
+    per_event_events: int = 1_000  # the per-event anomaly reference (slow by design)
     replay: int = 1_000_000
     latency_seconds: float = 30.0
     latency_rate: int = 2_000
@@ -114,6 +114,8 @@ class BenchRun:
         self._postgres: Any = None
         self._mariadb: Any = None
         self.inputs: dict[str, int] = {}
+        self.profiles: dict[str, Path] = {}
+        self.profile_seconds = 3.0 if quick else 8.0
 
     # ---- services (started once per run, stopped at the end) ----
     @property
@@ -185,6 +187,14 @@ class BenchRun:
 
         env = self.env(app_id, **extra)
         return WorkerProcess(self.broker_url, self.workdir / app_id, env=env, app_id=app_id)
+
+    def profile(self, name: str, pid: int) -> subprocess.Popen[bytes] | None:
+        """py-spy on `pid` for a few seconds (the README's profile evidence); the caller waits for it."""
+        from bench.profiling import start_py_spy
+
+        path = self.workdir / f"profile-{name}.txt"
+        self.profiles[name] = path
+        return start_py_spy(pid, path, self.profile_seconds)
 
     def spawn(self, args: list[str], app_id: str, log_name: str, **extra: str) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{log_name}.log", "ab")  # noqa: SIM115 - the child keeps it
@@ -299,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="run this benchmark (and its references); repeatable")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--count", type=int, help="with --quick: the number of IoT messages")
+    parser.add_argument("--replay", type=int, help="events in the replay benchmark (default 1,000,000)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, help="where services and workers keep their data (default var/bench/<time>)")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's bench section")
@@ -317,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = (args.workdir or PROJECT / "var" / "bench" / stamp).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     scale = Scale.quick(args.count) if args.quick else Scale()
+    if args.replay:
+        scale.replay = args.replay
     run = BenchRun(scale, workdir, args.quick)
     started = time.perf_counter()
     try:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -69,14 +70,19 @@ async def consume_all(bootstrap: str, topic: str, count: int, timeout_s: float =
 
 
 async def end_offsets(bootstrap: str, topic: str) -> int:
-    """The number of messages on `topic` (sum of its partitions' end offsets)."""
+    """The number of messages on `topic` (sum of its partitions' end offsets; 0 when it does not exist)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [p["partition"] for d in described if d.get("error_code", 0) == 0 for p in d["partitions"]]
+    if not partitions:
+        return 0
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic) or set()
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
         return int(sum(ends.values()))
     finally:
@@ -87,15 +93,19 @@ async def end_offsets(bootstrap: str, topic: str) -> int:
 class Progress:
     """Samples (seconds, count) of a consumer group's committed offsets on one topic."""
 
-    samples: list[tuple[float, int]] = field(default_factory=list)
+    samples: list[tuple] = field(default_factory=list)
 
     def rate(self, total: int, low: float = 0.1, high: float = 0.9) -> float:
         """Messages per second between `low` and `high` of `total`: the steady state, without start-up or tail."""
         return steady_rate(self.samples, total, low, high)
 
+    def cpu_rate(self, total: int, low: float = 0.1, high: float = 0.9) -> float:
+        """Messages per CPU-second of the followed process over the same span (insensitive to a busy machine)."""
+        return steady_rate(self.samples, total, low, high, clock=2)
+
 
 def steady_rate(
-    samples: list[tuple[float, int]] | list[tuple[float, int, float]], total: int,
+    samples: list[tuple] | list[tuple[float, int]] | list[tuple[float, int, float]], total: int,
     low: float = 0.1, high: float = 0.9, clock: int = 0,
 ) -> float:
     """Events per second of `clock` (0: wall time; 2: the third element, e.g. process CPU seconds)."""
@@ -115,19 +125,28 @@ def steady_rate(
 
 async def follow_group(
     bootstrap: str, group: str, topic: str, total: int, *, timeout_s: float, interval_s: float = 0.2,
-    alive: object = None,
+    alive: object = None, pid: int | None = None, on_progress: Callable[[int], None] | None = None,
 ) -> Progress:
-    """Poll the group's committed offsets on `topic` until they reach `total` (raises on timeout)."""
+    """Poll the group's committed offsets on `topic` until they reach `total` (raises on timeout).
+
+    With `pid`, each sample also holds that process's CPU seconds and RSS (bytes)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     progress = Progress()
+    process = psutil.Process(pid) if pid else None
     started = time.perf_counter()
     try:
         while True:
             offsets = await admin.list_consumer_group_offsets(group)
             done = sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
             now = time.perf_counter() - started
-            progress.samples.append((now, done))
+            if process is not None:
+                cpu = process.cpu_times()
+                progress.samples.append((now, done, cpu.user + cpu.system, process.memory_info().rss))
+            else:
+                progress.samples.append((now, done))
+            if on_progress is not None:
+                on_progress(done)
             if done >= total:
                 return progress
             if callable(alive) and not alive():

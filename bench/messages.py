@@ -1,8 +1,9 @@
-"""The benchmark's input messages: deterministic IoT measurements (~200-byte JSON) shared by every
+"""The benchmark's input messages: deterministic IoT measurements (~300-byte JSON) shared by every
 benchmark that reads them, so Faust, the pipelines and the Quix Streams peer see the same bytes."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,13 +35,18 @@ def vitals(rng: random.Random, alerting: bool) -> dict[str, float]:
     return values
 
 
+def pseudonym(patient: int) -> str:
+    """A pseudonym-shaped patient id (what the ingestion views publish), stable per patient."""
+    return "pt-" + hashlib.sha256(f"bench-patient-{patient}".encode()).hexdigest()[:48]
+
+
 def measurement(index: int, rng: random.Random, *, alert_rate: float, at: datetime | None = None) -> dict:
     """One enriched measurement as it sits on `iot-measurements` (patient id already a pseudonym)."""
     patient = index % PATIENTS
     when = at or START + timedelta(milliseconds=index * 10)
     stamp = when.isoformat().replace("+00:00", "Z")
     return {
-        "patient_id": f"p{patient:05d}bench",
+        "patient_id": pseudonym(patient),
         "device_id": f"dev-{patient:05d}",
         "timestamp": stamp,
         "measurements": vitals(rng, rng.random() < alert_rate),
@@ -50,9 +56,12 @@ def measurement(index: int, rng: random.Random, *, alert_rate: float, at: dateti
     }
 
 
-def iot_messages(count: int, *, seed: int = 8, alert_rate: float = 0.05) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) pairs keyed by patient pseudonym, as the ingestion views publish them."""
-    rng = random.Random(seed)
-    for index in range(count):
+def iot_messages(
+    count: int, *, seed: int = 8, alert_rate: float = 0.05, first: int = 0,
+) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) pairs keyed by patient pseudonym, as the ingestion views publish them; message
+    `first + i` is 10 ms after message `first + i - 1` (event time), so windows close as time goes on."""
+    rng = random.Random(seed + first)
+    for index in range(first, first + count):
         record = measurement(index, rng, alert_rate=alert_rate)
         yield record["patient_id"].encode(), orjson.dumps(record)

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
-from bench.harness import BenchRun, Outcome, benchmark, stop_process
-from bench.kafka_io import consume_all, create_topic, produce, steady_rate
-from bench.messages import iot_messages
+import orjson
+
+from bench.harness import PROJECT, BenchRun, Outcome, benchmark, stop_process
+from bench.kafka_io import (
+    Progress,
+    consume_all,
+    create_topic,
+    end_offsets,
+    follow_group,
+    produce,
+    steady_rate,
+)
+from bench.messages import iot_messages, vitals
 
 IOT_TOPIC = "iot-measurements"
 
@@ -36,8 +51,9 @@ async def raw(run: BenchRun, out: Outcome) -> None:
     out.ratio("consume / produce", consume_rate / produce_rate)
 
 
-async def trivial_rate(run: BenchRun, mode: str, count: int, timeout_s: float = 300.0) -> float:
-    """Run bench/faust_trivial.py in `mode` over the shared input; its steady rate in events/s."""
+async def trivial_rate(run: BenchRun, mode: str, count: int, timeout_s: float = 300.0) -> tuple[float, float]:
+    """Run bench/faust_trivial.py in `mode` over the shared input: its steady rate in events per second
+    and per CPU-second of the worker process."""
     app_id = run.unique(f"bench-trivial-{mode}")
     result = run.workdir / f"{app_id}.json"
     process = run.spawn(
@@ -53,8 +69,8 @@ async def trivial_rate(run: BenchRun, mode: str, count: int, timeout_s: float = 
             if time.monotonic() > deadline:
                 raise TimeoutError(f"trivial agent ({mode}) did not finish {count} events in {timeout_s:.0f} s")
             await asyncio.sleep(0.2)
-        samples = [(t, c) for t, c in json.loads(result.read_text())["samples"]]
-        return steady_rate(samples, count)
+        samples = [tuple(sample) for sample in json.loads(result.read_text())["samples"]]
+        return steady_rate(samples, count), steady_rate(samples, count, clock=2)
     finally:
         stop_process(process)
 
@@ -62,9 +78,418 @@ async def trivial_rate(run: BenchRun, mode: str, count: int, timeout_s: float = 
 @benchmark("trivial", "Trivial Faust agent: the app's configuration vs Faust defaults", needs=("raw",))
 async def trivial(run: BenchRun, out: Outcome) -> None:
     count = await iot_input(run)
-    defaults = out.figure("faust_defaults_rate", await trivial_rate(run, "defaults", count), "events/s")
-    config = out.figure("app_config_per_event_rate", await trivial_rate(run, "config", count), "events/s")
-    app = out.figure("app_rate", await trivial_rate(run, "app", count), "events/s")
+    rates = {mode: await trivial_rate(run, mode, count) for mode in ("defaults", "config", "app")}
+    defaults = out.figure("faust_defaults_rate", rates["defaults"][0], "events/s")
+    config = out.figure("app_config_per_event_rate", rates["config"][0], "events/s")
+    app = out.figure("app_rate", rates["app"][0], "events/s")
+    out.figure("faust_defaults_per_cpu_second", rates["defaults"][1], "events/CPU-s")
+    out.figure("app_per_cpu_second", rates["app"][1], "events/CPU-s")
     out.ratio("app configuration / Faust defaults", app / defaults, at_least=2.0)
+    out.ratio("same, per CPU-second", rates["app"][1] / rates["defaults"][1])
     out.ratio("app settings, per-event loop / Faust defaults", config / defaults)
     out.ratio("app / raw aiokafka consumer", app / run.figure("raw", "consume_rate"))
+
+
+# ---- the IoT pipeline -------------------------------------------------------------------------------
+
+
+async def topic_size(run: BenchRun, topic: str) -> int:
+    return await end_offsets(run.bootstrap, topic)
+
+
+async def follow_worker(
+    run: BenchRun, worker: Any, topic: str, total: int, timeout_s: float, interval_s: float = 0.2,
+    profile: str = "",
+) -> Progress:
+    """Follow a worker's group to `total`; with `profile`, py-spy samples it meanwhile (bench/profiling.py)."""
+    process = worker.process
+    spies: list[subprocess.Popen[bytes] | None] = []
+
+    def alive() -> bool:
+        return process.poll() is None
+
+    def progressed(done: int) -> None:  # profile the steady state, not the start-up
+        if profile and not spies and done >= total * 0.25:
+            spies.append(run.profile(profile, process.pid))
+
+    try:
+        return await follow_group(
+            run.bootstrap, worker.app_id, topic, total, timeout_s=timeout_s, interval_s=interval_s, pid=process.pid,
+            alive=alive, on_progress=progressed,
+        )
+    finally:
+        for spy in spies:
+            if spy is not None:
+                spy.wait()
+
+
+async def count_rows(url: str, table: str) -> int:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return int((await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+def batch_figures(worker: Any, agent: str) -> dict[str, float]:
+    """Mean micro-batch size and processing time of `agent`, from the worker's Prometheus text."""
+    status, text = worker.get("/metrics")
+    found: dict[str, float] = {}
+    for line in str(text).splitlines():
+        for series in ("streamapp_batch_size", "streamapp_batch_processing_seconds"):
+            for part in ("sum", "count"):
+                if line.startswith(f'{series}_{part}{{agent="{agent}"}}'):
+                    found[f"{series}_{part}"] = float(line.rsplit(" ", 1)[1])
+    figures = {}
+    if found.get("streamapp_batch_size_count"):
+        figures["mean_batch_size"] = found["streamapp_batch_size_sum"] / found["streamapp_batch_size_count"]
+    if found.get("streamapp_batch_processing_seconds_count"):
+        figures["mean_batch_processing_ms"] = 1000 * found["streamapp_batch_processing_seconds_sum"] / found[
+            "streamapp_batch_processing_seconds_count"]
+    return figures
+
+
+def iot_worker(run: BenchRun, name: str) -> tuple[Any, str]:
+    """A streamapp worker writing IoT rows to its own PostgreSQL database."""
+    app_id = run.unique(name)
+    url = run.postgres_url(app_id.replace("-", "_"))
+    return run.worker(app_id, STREAMAPP_DATABASE_URL=url), url
+
+
+@benchmark("iot", "IoT pipeline end to end: measurements -> alerts, windows, PostgreSQL, lake", needs=("trivial",))
+async def iot(run: BenchRun, out: Outcome) -> None:
+    count = await iot_input(run)
+    worker, url = iot_worker(run, "bench-iot")
+    worker.start(timeout=180)
+    try:
+        progress = await follow_worker(run, worker, IOT_TOPIC, count, timeout_s=600, profile="iot")
+        batches = batch_figures(worker, "iot")
+    finally:
+        worker.stop()
+    rate = out.figure("rate", progress.rate(count), "events/s")
+    out.figure("rate_per_cpu_second", progress.cpu_rate(count), "events/CPU-s")
+    for name, value in batches.items():
+        out.figure(name, value, "ms" if name.endswith("_ms") else "")
+    out.figure("measurement_rows", await count_rows(url, "iot_measurements"), "")
+    out.figure("alert_rows", await count_rows(url, "iot_alerts"), "")
+    out.figure("alerts_published", await topic_size(run, "iot-alerts"), "")
+    out.figure("window_finals_published", await topic_size(run, "iot-aggregations"), "")
+    lake = worker.workdir / "lake"
+    out.figure("lake_files", sum(1 for _ in lake.rglob("*.parquet")), "")
+    out.ratio("IoT pipeline / trivial agent (app configuration)", rate / run.figure("trivial", "app_rate"), at_least=0.6)
+
+
+# ---- the Quix Streams peer ---------------------------------------------------------------------------
+
+
+@benchmark("quix", "Peer: the same alerting and 5-minute windows with Quix Streams", needs=("iot",))
+async def quix(run: BenchRun, out: Outcome) -> None:
+    count = await iot_input(run)
+    group = run.unique("bench-quix")
+    process = run.spawn(
+        [sys.executable, "-m", "bench.quix_peer", "--broker", run.bootstrap, "--group", group,
+         "--state-dir", str(run.workdir / group / "state")],
+        group, group,
+    )
+    spies: list[subprocess.Popen[bytes] | None] = []
+
+    def progressed(done: int) -> None:
+        if not spies and done >= count * 0.25:
+            spies.append(run.profile("quix", process.pid))
+
+    try:
+        progress = await follow_group(
+            run.bootstrap, group, IOT_TOPIC, count, timeout_s=600, pid=process.pid,
+            alive=lambda: process.poll() is None, on_progress=progressed,
+        )
+        for spy in spies:
+            if spy is not None:
+                spy.wait()
+    finally:
+        stop_process(process)
+    rate = out.figure("rate", progress.rate(count), "events/s")
+    out.figure("rate_per_cpu_second", progress.cpu_rate(count), "events/CPU-s")
+    out.figure("alerts_published", await topic_size(run, f"{group}-alerts"), "")
+    out.figure("window_finals_published", await topic_size(run, f"{group}-windows"), "")
+    out.ratio("Faust IoT pipeline / Quix Streams peer", run.figure("iot", "rate") / rate)
+    out.ratio("same, per CPU-second", run.figure("iot", "rate_per_cpu_second") / out.figures["rate_per_cpu_second"])
+
+
+# ---- latency at a fixed offered rate over HTTP ------------------------------------------------------
+
+TICK_S = 0.01  # one POST per tick: rate x TICK_S measurements in it
+
+
+async def alert_arrivals(bootstrap: str, arrivals: dict[str, float], ready: asyncio.Event) -> None:
+    """Note when each alert (by message id) shows up on `iot-alerts`, from the topic's current end."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        "iot-alerts", bootstrap_servers=bootstrap, auto_offset_reset="latest", enable_auto_commit=False,
+        fetch_max_wait_ms=5,
+    )
+    await consumer.start()
+    try:
+        while not consumer.assignment():  # noqa: ASYNC110 - aiokafka has no assignment event
+            await asyncio.sleep(0.05)
+        await consumer.seek_to_end()
+        for tp in consumer.assignment():
+            await consumer.position(tp)
+        ready.set()
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    message_id = orjson.loads(record.value)["message_id"]
+                    arrivals.setdefault(message_id, now)
+    finally:
+        await consumer.stop()
+
+
+def http_batch(tick: int, per_tick: int, rng: random.Random, alert_rate: float) -> list[dict[str, Any]]:
+    stamp = datetime.now(UTC).isoformat()
+    return [
+        {"patient_id": f"latency-patient-{(tick * per_tick + i) % 500}", "device_id": f"latency-device-{tick}-{i}",
+         "timestamp": stamp, "measurements": vitals(rng, rng.random() < alert_rate)}
+        for i in range(per_tick)
+    ]
+
+
+async def offered_load(base_url: str, rate: int, seconds: float, alert_rate: float = 0.2) -> tuple[dict[str, float], int]:
+    """POST `rate` measurements per second for `seconds` (open loop, batches every 10 ms); returns the
+    scheduled send time of every accepted message id and the number of refused requests."""
+    import aiohttp
+
+    per_tick = max(1, round(rate * TICK_S))
+    rng = random.Random(7)
+    sent: dict[str, float] = {}
+    refused = 0
+
+    async def post(session: aiohttp.ClientSession, body: list[dict[str, Any]], at: float) -> None:
+        nonlocal refused
+        async with session.post(f"{base_url}/iot/measurements", json=body) as response:
+            answer = await response.json()
+            if response.status != 202:
+                refused += 1
+                return
+            for message_id in answer["message_ids"]:
+                sent[message_id] = at
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        started = time.perf_counter()
+        pending: set[asyncio.Task[None]] = set()
+        for tick in range(int(seconds / TICK_S)):
+            at = started + tick * TICK_S
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            task = asyncio.create_task(post(session, http_batch(tick, per_tick, rng, alert_rate), at))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        await asyncio.gather(*pending)
+    return sent, refused
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@benchmark("latency", "Ingest-to-alert latency at a fixed offered rate over HTTP")
+async def latency(run: BenchRun, out: Outcome) -> None:
+    from streamapp.settings import get_settings
+
+    await create_topic(run.bootstrap, "iot-alerts", get_settings().topic_partitions)
+    worker, _ = iot_worker(run, "bench-latency")
+    worker.start(timeout=180)
+    arrivals: dict[str, float] = {}
+    ready = asyncio.Event()
+    listener = asyncio.create_task(alert_arrivals(run.bootstrap, arrivals, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 30)
+        rate, seconds = run.scale.latency_rate, run.scale.latency_seconds
+        sent, refused = await offered_load(worker.base_url, rate, seconds)
+        await asyncio.sleep(3)  # the last alerts
+    finally:
+        listener.cancel()
+        worker.stop()
+    warm = min(sent.values(), default=0.0) + min(3.0, seconds / 3)  # the first seconds warm the worker up
+    delays = [(arrivals[m] - at) * 1000 for m, at in sent.items() if m in arrivals and at >= warm]
+    if not delays:
+        raise RuntimeError(
+            f"no alert came back ({len(sent)} accepted, {refused} refused requests, {len(arrivals)} alerts seen)"
+        )
+    out.figure("offered_rate", rate, "msg/s")
+    out.figure("accepted", len(sent), "")
+    out.figure("refused_requests", refused, "")
+    out.figure("alerts_timed", len(delays), "")
+    for q in (0.5, 0.95, 0.99):
+        out.figure(f"p{round(q * 100)}", percentile(delays, q), "ms")
+    budget = get_settings().latency_budget_ms
+    out.ratio(f"p99 / {budget:g} ms budget", out.figures["p99"] / budget, at_most=1.0)
+
+
+# ---- a long replay, memory sampled -------------------------------------------------------------------
+
+
+@benchmark("replay", "Replay of 1,000,000 IoT events: worker RSS over time", needs=("raw",))
+async def replay(run: BenchRun, out: Outcome) -> None:
+    shared = await iot_input(run)
+    await produce(run.bootstrap, IOT_TOPIC, iot_messages(run.scale.replay - shared, first=shared))
+    total = await topic_size(run, IOT_TOPIC)
+    worker, _ = iot_worker(run, "bench-replay")
+    worker.start(timeout=180)
+    try:
+        progress = await follow_worker(run, worker, IOT_TOPIC, total, timeout_s=1800, interval_s=0.5)
+    finally:
+        worker.stop()
+    samples = progress.samples
+    warm = next(i for i, sample in enumerate(samples) if sample[1] >= total * 0.2)
+    rss_warm = samples[warm][3] / 2**20
+    rss_after = [sample[3] / 2**20 for sample in samples[warm:]]
+    out.figure("events", total, "")
+    out.figure("rate", progress.rate(total), "events/s")
+    out.figure("rss_after_warmup", rss_warm, "MB")
+    out.figure("rss_peak_after_warmup", max(rss_after), "MB")
+    out.figure("rss_end", rss_after[-1], "MB")
+    growth = out.figure("rss_growth_after_warmup", max(rss_after) - rss_warm, "MB")
+    step = max(1, len(samples) // 12)
+    out.notes.append("RSS (MB) by share processed: " + ", ".join(
+        f"{sample[1] / total:.0%}:{sample[3] / 2**20:.0f}" for sample in samples[::step]
+    ))
+    out.ratio("RSS growth after warm-up (20 %) / 100 MB", growth / 100, at_most=1.0)
+
+
+# ---- model pipelines: anomaly, RUL, returns ---------------------------------------------------------
+
+
+def feature_messages(count: int, first: int) -> Iterator[tuple[bytes, bytes]]:
+    """`extracted-features` messages: simulated machine cycles with every feature both models know,
+    each asset's cycles in order (a new set of asset ids on every pass over the simulated pool)."""
+    from models.features import FEATURE_NAMES
+    from streamapp.anomaly_training import simulated_healthy_features
+
+    pool = simulated_healthy_features(24, 40, seed=3, feature_names=FEATURE_NAMES)
+    groups = pool.groups or [f"asset-{i // 40}" for i in range(len(pool.X))]
+    for index in range(first, first + count):
+        row, lap = index % len(pool.X), index // len(pool.X)
+        asset = f"{groups[row]}-lap{lap}"
+        record = {
+            "asset_id": asset, "sensor_id": "vibration", "timestamp": f"2026-01-01T00:00:{index % 60:02d}Z",
+            "features": {name: float(value) for name, value in zip(FEATURE_NAMES, pool.X[row], strict=True)},
+            "metadata": {"cycle": index},
+        }
+        yield asset.encode(), orjson.dumps(record)
+
+
+def model_store(run: BenchRun, model: str) -> str:
+    """A private MLflow store holding `model` promoted (trained once per run); its tracking URI."""
+    home = run.workdir / f"models-{model}"
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    if not (home / "trained").exists():
+        env = {**run.env(f"models-{model}"), "MLFLOW_TRACKING_URI": uri, "STREAMAPP_VAR_DIR": str(home)}
+        done = subprocess.run([sys.executable, "-m", "bench.train_models", model], cwd=PROJECT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"training {model} failed: {done.stderr[-2000:]}")
+        (home / "trained").write_text(done.stdout)
+    return uri
+
+
+async def wait_model_ready(worker: Any, status_path: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status, body = worker.get(status_path)
+        if status == 200 and isinstance(body, dict) and (body.get("model") or {}).get("ready"):
+            return
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"{status_path} never reported a ready model")
+
+
+async def model_pipeline_rate(
+    run: BenchRun, *, model: str, status_path: str, input_topic: str,
+    messages: Callable[[int, int], Iterator[tuple[bytes, bytes]]], count: int, batch_max: int | None = None,
+    orders_db: bool = False,
+) -> Progress:
+    """Start a worker serving `model`, send `count` fresh messages once its model is loaded, and follow
+    its group's committed offsets over the whole input topic (earlier benchmarks' messages included)."""
+    name = f"bench-{model}-{'per-event' if batch_max == 1 else 'batched'}"
+    app_id = run.unique(name)
+    extra = {"MLFLOW_TRACKING_URI": model_store(run, model),
+             "STREAMAPP_DATABASE_URL": run.postgres_url(app_id.replace("-", "_"))}
+    if orders_db:
+        extra["STREAMAPP_ORDERS_DATABASE_URL"] = run.mariadb_url(app_id.replace("-", "_"))
+    if batch_max is not None:
+        extra["STREAMAPP_BATCH_MAX_SIZE"] = str(batch_max)
+    worker = run.worker(app_id, **extra)
+    worker.start(timeout=180, wait_assigned=False)
+    try:
+        await wait_model_ready(worker, status_path)
+        already = run.inputs.get(input_topic, 0)
+        await create_topic(run.bootstrap, input_topic, get_settings_partitions())
+        await produce(run.bootstrap, input_topic, messages(count, already))
+        run.inputs[input_topic] = already + count
+        return await follow_worker(run, worker, input_topic, already + count, timeout_s=900)
+    finally:
+        worker.stop()
+
+
+def get_settings_partitions() -> int:
+    from streamapp.settings import get_settings
+
+    return get_settings().topic_partitions
+
+
+@benchmark("anomaly", "Anomaly scoring, three models: micro-batched vs per-event", needs=("trivial",))
+async def anomaly(run: BenchRun, out: Outcome) -> None:
+    runs = []
+    for count, batch_max in ((run.scale.per_event_events, 1), (run.scale.model_events, None)):
+        runs.append(await model_pipeline_rate(
+            run, model="anomaly", status_path="/api/v1/anomalies/status", input_topic="extracted-features",
+            messages=feature_messages, count=count, batch_max=batch_max,
+        ))
+    per_event, batched = runs
+    # each worker reads the topic from the start: the batched one also scores the per-event one's input
+    total_batched = run.inputs["extracted-features"]
+    per_event_rate = out.figure("per_event_rate", per_event.rate(run.scale.per_event_events), "events/s")
+    batched_rate = out.figure("batched_rate", batched.rate(total_batched), "events/s")
+    out.figure("per_event_per_cpu_second", per_event.cpu_rate(run.scale.per_event_events), "events/CPU-s")
+    out.figure("batched_per_cpu_second", batched.cpu_rate(total_batched), "events/CPU-s")
+    out.ratio("micro-batched / per-event", batched_rate / per_event_rate, at_least=10)
+    out.ratio("micro-batched / trivial agent (app configuration)", batched_rate / run.figure("trivial", "app_rate"),
+              at_least=0.3)
+
+
+@benchmark("rul", "RUL forecasts (LSTM, GRU, TCN ensemble), micro-batched", needs=("trivial",))
+async def rul(run: BenchRun, out: Outcome) -> None:
+    before = run.inputs.get("extracted-features", 0)
+    progress = await model_pipeline_rate(
+        run, model="rul", status_path="/api/v1/rul/status", input_topic="extracted-features",
+        messages=feature_messages, count=run.scale.model_events,
+    )
+    total = before + run.scale.model_events
+    rate = out.figure("batched_rate", progress.rate(total), "events/s")
+    out.figure("batched_per_cpu_second", progress.cpu_rate(total), "events/CPU-s")
+    out.ratio("micro-batched / trivial agent (app configuration)", rate / run.figure("trivial", "app_rate"))
+
+
+def order_messages(count: int, first: int) -> Iterator[tuple[bytes, bytes]]:
+    from streamapp.simulators.orders import generate_orders
+
+    for event in generate_orders(count, seed=first + 11):
+        yield str(event["event_id"]).encode(), orjson.dumps(event)
+
+
+@benchmark("returns", "Returns: order events -> return probability -> MariaDB", needs=("trivial",))
+async def returns(run: BenchRun, out: Outcome) -> None:
+    count = run.scale.model_events
+    progress = await model_pipeline_rate(
+        run, model="returns", status_path="/api/v1/returns/status", input_topic="ecommerce-events",
+        messages=order_messages, count=count, orders_db=True,
+    )
+    rate = out.figure("rate", progress.rate(count), "events/s")
+    out.figure("rate_per_cpu_second", progress.cpu_rate(count), "events/CPU-s")
+    out.ratio("returns / trivial agent (app configuration)", rate / run.figure("trivial", "app_rate"))
