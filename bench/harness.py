@@ -33,7 +33,7 @@ class Scale:
 
     messages: int = 100_000  # IoT measurements shared by raw, trivial, IoT and Quix benchmarks
     model_events: int = 10_000  # anomaly / RUL / returns inputs
-    per_event_events: int = 1_000  # the per-event anomaly reference (slow by design)
+    per_event_events: int = 500  # the per-event anomaly reference (slow by design)
     replay: int = 1_000_000
     latency_seconds: float = 30.0
     latency_rate: int = 2_000
@@ -287,7 +287,7 @@ def markdown_table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
             )
     header = (
         f"Latest `make bench` ({meta['finished']}, {meta['cpus']} CPUs shared with other work, "
-        f"scale {'quick' if meta['quick'] else 'full'}; `bench/results/latest.json`)."
+        + ("quick scale)." if meta["quick"] else "full scale; `bench/results/latest.json`).")
     )
     return header + "\n\n" + "\n".join(rows)
 

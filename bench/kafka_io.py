@@ -17,9 +17,16 @@ async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
+        try:
+            await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        except TopicAlreadyExistsError:
+            pass
+        for _ in range(100):  # producing before every partition has a leader only earns retries
+            described = await admin.describe_topics([name])
+            leaders = [p["leader"] for d in described for p in d.get("partitions", [])]
+            if leaders and all(leader >= 0 for leader in leaders):
+                break
+            await asyncio.sleep(0.1)
     finally:
         await admin.close()
 
@@ -47,22 +54,22 @@ async def produce(bootstrap: str, topic: str, pairs: Iterable[tuple[bytes | None
 
 
 async def consume_all(bootstrap: str, topic: str, count: int, timeout_s: float = 120.0) -> float:
-    """Read `count` messages from the beginning with getmany (no group); returns the seconds it took."""
+    """Read `count` messages from the beginning with getmany (no group); returns the seconds it took,
+    from the first fetch request (the consumer already connected) to the last message."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
     )
     await consumer.start()
     try:
+        await consumer.topics()
         seen = 0
-        started = None
+        started = time.perf_counter()
         deadline = time.monotonic() + timeout_s
         while seen < count and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            if started is None and batches:
-                started = time.perf_counter()
             seen += sum(len(batch) for batch in batches.values())
-        if seen < count or started is None:
+        if seen < count:
             raise RuntimeError(f"consumed {seen} of {count} messages from {topic}")
         return time.perf_counter() - started
     finally:

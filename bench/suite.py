@@ -302,7 +302,8 @@ def percentile(values: list[float], q: float) -> float:
 async def latency(run: BenchRun, out: Outcome) -> None:
     from streamapp.settings import get_settings
 
-    await create_topic(run.bootstrap, "iot-alerts", get_settings().topic_partitions)
+    for topic in (IOT_TOPIC, "iot-alerts"):
+        await create_topic(run.bootstrap, topic, get_settings().topic_partitions)
     worker, _ = iot_worker(run, "bench-latency")
     worker.start(timeout=180)
     arrivals: dict[str, float] = {}
@@ -424,12 +425,13 @@ async def model_pipeline_rate(
         extra["STREAMAPP_ORDERS_DATABASE_URL"] = run.mariadb_url(app_id.replace("-", "_"))
     if batch_max is not None:
         extra["STREAMAPP_BATCH_MAX_SIZE"] = str(batch_max)
+    # the topic exists before the worker subscribes (a topic created later joins only at a metadata refresh)
+    await create_topic(run.bootstrap, input_topic, get_settings_partitions())
     worker = run.worker(app_id, **extra)
     worker.start(timeout=180, wait_assigned=False)
     try:
         await wait_model_ready(worker, status_path)
         already = run.inputs.get(input_topic, 0)
-        await create_topic(run.bootstrap, input_topic, get_settings_partitions())
         await produce(run.bootstrap, input_topic, messages(count, already))
         run.inputs[input_topic] = already + count
         return await follow_worker(run, worker, input_topic, already + count, timeout_s=900)
