@@ -41,7 +41,11 @@ def train(data_dir: Path) -> tuple[Any, str, float]:
     from streamapp.training import TrainRequest, get_trainer
 
     started = time.perf_counter()
-    result = get_trainer("rul")(TrainRequest(data=[data_dir / "train_FD001.txt"]))
+
+    def progress(done: int, total: int) -> None:
+        print(f"  training: epoch {done}/{total} at {time.perf_counter() - started:.0f} s", flush=True)
+
+    result = get_trainer("rul")(TrainRequest(data=[data_dir / "train_FD001.txt"], progress=progress))
     seconds = time.perf_counter() - started
     print(f"trained and registered rul version {result.version} in {seconds:.0f} s: {result.metrics}", flush=True)
     return RulEnsemble.load(fetch_version("rul", result.version)), result.version, seconds

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SIMULATED_ASSETS = 40
 MIN_ASSETS = 3  # training, early stopping and calibration each need assets of their own
 SIMULATED_OVERRIDES: dict[str, Any] = {"hidden": 32, "max_epochs": 20}  # small lives: a lighter net is enough
-CMAPSS_OVERRIDES: dict[str, Any] = {}  # the models' own defaults (tuned on FD001)
+CMAPSS_OVERRIDES: dict[str, Any] = {}  # on top of `models.rul.cmapss.tuned_config` (tuned on FD001)
 
 
 @dataclass
@@ -174,11 +174,20 @@ def training_path_problems(text: Any) -> list[str]:
 
 # ---- fit, register -------------------------------------------------------------------------------------------
 def training_config(data: RulTrainingData, base: RulConfig | None = None, *, seed: int | None = None) -> RulConfig:
-    """The config to fit `data` with: `base` (default: the models' defaults, lighter for simulated lives),
-    its exclusions, the configured confidence level, and `seed` when given."""
+    """The config to fit `data` with: `base`, else the C-MAPSS tuned config for C-MAPSS features, a lighter one
+    for simulated lives, the models' defaults otherwise; plus the data's exclusions, the configured
+    confidence level, and `seed` when given."""
     from models.rul import RulConfig
+    from models.rul.cmapss import FEATURE_NAMES, tuned_config
 
-    config = base or RulConfig(**(SIMULATED_OVERRIDES if data.source == "simulated" else CMAPSS_OVERRIDES))
+    if base is not None:
+        config = base
+    elif data.source == "simulated":
+        config = RulConfig(**SIMULATED_OVERRIDES)
+    elif data.feature_names == FEATURE_NAMES:
+        config = tuned_config(**{"exclude_features": data.exclude, **CMAPSS_OVERRIDES})
+    else:
+        config = RulConfig()
     return replace(config, exclude_features=tuple(sorted(set(config.exclude_features) | set(data.exclude))),
                    confidence_level=get_settings().rul_confidence_level,
                    seed=config.seed if seed is None else seed)

@@ -142,8 +142,11 @@ async def test_a_failing_model_dead_letters_its_batch_and_the_next_batch_is_fore
 
     monkeypatch.setattr(agents.rul, "forecast", flaky)
     first, second = engine_messages(unit=4, cycles=2)
-    await feed([first], lambda: len(captured_sends.values("dead-letters")) == 1)
-    await feed([second], lambda: len(captured_sends.values(PREDICTIONS)) == 1)
+    async with agents.rul.predict_rul.test_context() as agent:  # one context: offsets go on from the first
+        for body, done in ((first, lambda: bool(captured_sends.values("dead-letters"))),
+                           (second, lambda: bool(captured_sends.values(PREDICTIONS)))):
+            await agent.put(ExtractedFeatures(**body), key=body["asset_id"])
+            await wait_for(done, within_s=20)
     (letter,) = captured_sends.values("dead-letters")
     assert letter.reason == "processing-error" and "simulated inference failure" in letter.error
     (prediction,) = captured_sends.values(PREDICTIONS)
