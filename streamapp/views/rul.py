@@ -12,6 +12,7 @@ from the registry. Bad bodies get a 422 with every reason.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,8 @@ def _train(body: dict[str, Any], config: Any) -> Callable[[ProgressCallback], Tr
             data = read_cmapss_training(cmapss_files(path))
         else:
             data = rows_training_data(body["training_data"])
-        explicit = body.get("params") is not None
-        return train_and_register(data, training_config(data, config if explicit else None), progress=progress)
+        given = {name: getattr(config, name) for name in body.get("params") or {}}  # checked values
+        return train_and_register(data, replace(training_config(data), **given), progress=progress)
 
     return train
 

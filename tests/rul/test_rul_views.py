@@ -131,3 +131,24 @@ async def test_train_refuses_bad_bodies_with_every_reason_and_paths_outside_the_
     assert status == 422 and "no such file or directory" in body["detail"][0]
     status, body = await call(RulTrainView, "post", {"path": str(CMAPSS_DIR), "params": {"window": 0.5}})
     assert status == 422 and body["detail"] == ["params.window must be a int"]  # the folder itself is fine
+
+
+async def test_train_from_a_path_inside_the_training_data_folders_applies_the_given_params(
+    rul_env: Path, serving: Serving, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.registry import production_run
+    from streamapp.settings import get_settings
+    from streamapp.views.rul import RulTrainView
+
+    folder = rul_env / "var" / "training-data"
+    folder.mkdir(parents=True)
+    lines = (CMAPSS_DIR / "train_FD001.txt").read_text().splitlines()
+    (folder / "train_FD001.txt").write_text("\n".join(line for line in lines if int(line.split()[0]) <= 5) + "\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{rul_env / 'mlflow.db'}")
+    get_settings.cache_clear()
+    status, job = await call(RulTrainView, "post", {"path": str(folder), "params": TINY_PARAMS},
+                             query={"wait": "true"})
+    assert status == 200, job
+    params = production_run("rul")["params"]  # type: ignore[index]
+    assert params["config.window"] == "5" and params["config.hidden"] == "4"
+    assert "sensor_6" in params["config.exclude_features"] and params["source"].endswith("train_FD001.txt")
