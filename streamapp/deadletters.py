@@ -73,9 +73,15 @@ async def send_dead_letter(
         agent, raw_message.topic, raw_message.partition, raw_message.offset, reason, error[:300],
     )
     key = raw_message.key if isinstance(raw_message.key, bytes) else _b64(raw_message.key).encode()
-    pending = await dead_letters_topic.send(key=key or None, value=letter)
-    if wait:
-        await pending
+
+    async def publish() -> None:
+        pending = await dead_letters_topic.send(key=key or None, value=letter)
+        if wait:
+            await pending
+
+    from streamapp.sinks import write_with_retry
+
+    await write_with_retry("kafka:dead-letters", publish)  # an expired batch is sent again, never dropped
 
 
 def type_problems(value: Any, expected: Any, path: str = "value") -> list[str]:

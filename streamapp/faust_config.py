@@ -73,6 +73,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "stream_wait_empty": False,
         "producer_acks": -1 if settings.producer_acks == "all" else int(settings.producer_acks),
         "producer_linger": settings.producer_linger_ms / 1000.0,
+        "producer_request_timeout": settings.producer_request_timeout_s,
         "web_port": choose_web_port(settings),
         "web_bind": settings.listen_host,
         "web_host": "127.0.0.1" if settings.listen_host in ("0.0.0.0", "") else settings.listen_host,

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     stream_buffer_maxsize: int = 65536  # must hold several fetches (4 MiB ~ 15k small messages) or the partitions pause and resume
     producer_linger_ms: float = 5.0
     producer_acks: str = "all"
+    # a batch stuck without a partition leader fails after this (Faust's default, 20 min, hangs every send
+    # behind it after a broker crash); senders retry with back-off
+    producer_request_timeout_s: float = 30.0
 
     topic_partitions: int = 4
     topic_replication: int = 1
