@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -115,6 +116,7 @@ class BenchRun:
         self._mariadb: Any = None
         self.inputs: dict[str, int] = {}
         self.profiles: dict[str, Path] = {}
+        self.kept_profile_lines: dict[str, str] = {}  # from the run a `--merge` completes
         self.profile_seconds = 3.0 if quick else 8.0
 
     # ---- services (started once per run, stopped at the end) ----
@@ -289,6 +291,9 @@ def markdown_table(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
         f"Latest `make bench` ({meta['finished']}, {meta['cpus']} CPUs shared with other work, "
         + ("quick scale)." if meta["quick"] else "full scale; `bench/results/latest.json`).")
     )
+    for rerun in meta.get("merged", []):
+        header += (f" Re-run on {rerun['finished']} and merged: {', '.join(rerun['benchmarks'])}"
+                   f" (replay of {rerun['scale']['replay']:,} events).")
     return header + "\n\n" + "\n".join(rows)
 
 
@@ -304,6 +309,29 @@ def write_readme(table: str, notes: str) -> None:
     README.write_text(text)
 
 
+def outcome_from(data: dict[str, Any]) -> Outcome:
+    return Outcome(**{**data, "ratios": [Ratio(**ratio) for ratio in data["ratios"]]})
+
+
+def merged(latest: Path, document: dict[str, Any], run: BenchRun) -> tuple[dict[str, Any], list[Outcome], dict[str, Any]]:
+    """`latest.json` with the benchmarks of `document` replaced (a re-run of some of them), noted in its meta."""
+    base = json.loads(latest.read_text())
+    fresh = {outcome["name"]: outcome for outcome in document["benchmarks"] if outcome["name"] in document["meta"]["only"]}
+    benchmarks = [fresh.pop(outcome["name"], outcome) for outcome in base["benchmarks"]] + list(fresh.values())
+    meta = {**base["meta"], "merged": [*base["meta"].get("merged", []), {
+        "benchmarks": document["meta"]["only"], "finished": document["meta"]["finished"],
+        "scale": document["meta"]["scale"]}]}
+    kept = meta.get("profile_lines") or {}
+    if not kept and README.exists():  # a run written before profile lines were kept in the JSON
+        kept = {name: line for line in README.read_text().splitlines() for name in ("iot", "quix")
+                if line.startswith(f"- {name} worker (")}
+    run.kept_profile_lines = kept
+    outcomes = [outcome_from(outcome) for outcome in benchmarks]
+    run.outcomes = {outcome.name: outcome for outcome in outcomes}
+    merged_document = {"meta": meta, "benchmarks": benchmarks}
+    return merged_document, outcomes, meta
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", action="append", default=[], help="run this benchmark (and its references); repeatable")
@@ -313,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, help="where services and workers keep their data (default var/bench/<time>)")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's bench section")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --only: replace these benchmarks' outcomes in latest.json and the README table")
     parser.add_argument("--list", action="store_true", help="list the benchmarks")
     args = parser.parse_args(argv)
 
@@ -331,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.replay:
         scale.replay = args.replay
     run = BenchRun(scale, workdir, args.quick)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: workers and services are stopped
     started = time.perf_counter()
     try:
         for entry in entries:
@@ -343,20 +374,24 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(), "python": platform.python_version(), "seconds": round(time.perf_counter() - started, 1),
         "scale": asdict(scale),
     }
+    from bench.report import performance_notes, profile_line
+
+    meta["profile_lines"] = {name: profile_line(run, name) for name in ("iot", "quix") if name in run.profiles}
     document = {"meta": meta, "benchmarks": [asdict(outcome) for outcome in outcomes]}
     args.results_dir.mkdir(parents=True, exist_ok=True)
     (args.results_dir / f"{stamp}.json").write_text(json.dumps(document, indent=2))
     full_run = not args.quick and not only
+    if args.merge and only and not args.quick:
+        document, outcomes, meta = merged(args.results_dir / "latest.json", document, run)
+        full_run = True
     if full_run:
         (args.results_dir / "latest.json").write_text(json.dumps(document, indent=2))
     table = markdown_table(outcomes, meta)
     print("\n" + table)
     if full_run and not args.no_readme:
-        from bench.report import performance_notes
-
         write_readme(table, performance_notes(run))
-    if not args.workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
+    if not args.workdir and not any(o.error for o in outcomes):
+        shutil.rmtree(workdir, ignore_errors=True)  # kept (logs of every worker) when something failed
     failed = [o.name for o in outcomes if o.error]
     print(f"\nbench finished in {meta['seconds']:.0f} s" + (f"; errors in {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0

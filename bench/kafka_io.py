@@ -96,6 +96,25 @@ async def end_offsets(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
+async def commit_to_end(bootstrap: str, group: str, topic: str) -> None:
+    """Commit `group`'s offsets at the end of `topic`, so a worker of that group skips what is already there."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for d in described for p in d.get("partitions", [])]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.commit({tp: offset for tp, offset in ends.items()})
+    finally:
+        await consumer.stop()
+
+
 @dataclass
 class Progress:
     """Samples (seconds, count) of a consumer group's committed offsets on one topic."""

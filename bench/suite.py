@@ -17,6 +17,7 @@ import orjson
 from bench.harness import PROJECT, BenchRun, Outcome, benchmark, stop_process
 from bench.kafka_io import (
     Progress,
+    commit_to_end,
     consume_all,
     create_topic,
     end_offsets,
@@ -260,14 +261,24 @@ def http_batch(tick: int, per_tick: int, rng: random.Random, alert_rate: float) 
     ]
 
 
-async def offered_load(base_url: str, rate: int, seconds: float, alert_rate: float = 0.2) -> tuple[dict[str, float], int]:
+def raises_alert(item: dict[str, Any]) -> bool:
+    """Whether `vitals` made this measurement alerting (normal readings stay inside every threshold)."""
+    values = item["measurements"]
+    return not (55 <= values["freq_card"] <= 110 and values["spo2_pct"] >= 94 and values["temp_corp"] < 37.7)
+
+
+async def offered_load(
+    base_url: str, rate: int, seconds: float, alert_rate: float = 0.2,
+) -> tuple[dict[str, float], set[str], int]:
     """POST `rate` measurements per second for `seconds` (open loop, batches every 10 ms); returns the
-    scheduled send time of every accepted message id and the number of refused requests."""
+    scheduled send time of every accepted message id, the ids that must raise an alert, and the number
+    of refused requests."""
     import aiohttp
 
     per_tick = max(1, round(rate * TICK_S))
     rng = random.Random(7)
     sent: dict[str, float] = {}
+    alerting: set[str] = set()
     refused = 0
 
     async def post(session: aiohttp.ClientSession, body: list[dict[str, Any]], at: float) -> None:
@@ -277,8 +288,10 @@ async def offered_load(base_url: str, rate: int, seconds: float, alert_rate: flo
             if response.status != 202:
                 refused += 1
                 return
-            for message_id in answer["message_ids"]:
+            for message_id, item in zip(answer["message_ids"], body, strict=True):
                 sent[message_id] = at
+                if raises_alert(item):
+                    alerting.add(message_id)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
         started = time.perf_counter()
@@ -290,7 +303,7 @@ async def offered_load(base_url: str, rate: int, seconds: float, alert_rate: flo
             pending.add(task)
             task.add_done_callback(pending.discard)
         await asyncio.gather(*pending)
-    return sent, refused
+    return sent, alerting, refused
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -305,6 +318,7 @@ async def latency(run: BenchRun, out: Outcome) -> None:
     for topic in (IOT_TOPIC, "iot-alerts"):
         await create_topic(run.bootstrap, topic, get_settings().topic_partitions)
     worker, _ = iot_worker(run, "bench-latency")
+    await commit_to_end(run.bootstrap, worker.app_id, IOT_TOPIC)  # only the HTTP measurements, not the backlog
     worker.start(timeout=180)
     arrivals: dict[str, float] = {}
     ready = asyncio.Event()
@@ -312,23 +326,31 @@ async def latency(run: BenchRun, out: Outcome) -> None:
     try:
         await asyncio.wait_for(ready.wait(), 30)
         rate, seconds = run.scale.latency_rate, run.scale.latency_seconds
-        sent, refused = await offered_load(worker.base_url, rate, seconds)
+        sent, alerting, refused = await offered_load(worker.base_url, rate, seconds)
         await asyncio.sleep(3)  # the last alerts
+        waited_until = time.perf_counter()
     finally:
         listener.cancel()
         worker.stop()
     warm = min(sent.values(), default=0.0) + min(3.0, seconds / 3)  # the first seconds warm the worker up
-    delays = [(arrivals[m] - at) * 1000 for m, at in sent.items() if m in arrivals and at >= warm]
-    if not delays:
-        raise RuntimeError(
-            f"no alert came back ({len(sent)} accepted, {refused} refused requests, {len(arrivals)} alerts seen)"
-        )
+    expected = [m for m in alerting if sent[m] >= warm]
+    if not expected:
+        raise RuntimeError(f"no alerting measurement was accepted ({len(sent)} accepted, {refused} refused)")
+    # an alert still missing when the bench stopped waiting counts with the time it was waited for (a lower bound)
+    delays = [((arrivals[m] if m in arrivals else waited_until) - sent[m]) * 1000 for m in expected]
+    returned = sum(1 for m in expected if m in arrivals)
     out.figure("offered_rate", rate, "msg/s")
     out.figure("accepted", len(sent), "")
     out.figure("refused_requests", refused, "")
-    out.figure("alerts_timed", len(delays), "")
+    out.figure("alerts_expected", len(expected), "")
+    out.figure("alerts_returned_share", returned / len(expected), "")
     for q in (0.5, 0.95, 0.99):
         out.figure(f"p{round(q * 100)}", percentile(delays, q), "ms")
+    if returned < len(expected):
+        out.notes.append(
+            f"{len(expected) - returned} of {len(expected)} alerts had not come back 3 s after the load stopped:"
+            " the worker fell behind the offered rate; their wait so far is counted (percentiles are lower bounds)"
+        )
     budget = get_settings().latency_budget_ms
     out.ratio(f"p99 / {budget:g} ms budget", out.figures["p99"] / budget, at_most=1.0)
 
