@@ -146,16 +146,21 @@ async def _store(orders: list[dict[str, Any]], probabilities: list[float], versi
     await write_with_retry(SINK, lambda: write_rows(rows))
     metrics.sink_rows_total.labels(SINK).inc(len(rows["events"]))
     stamp = predicted_at.isoformat()
-    pending = []
-    for row in rows["predictions"]:
-        prediction = ReturnPrediction(
+    predictions = [
+        ReturnPrediction(
             event_id=row["event_id"], order_id=row["order_id"], customer_customer_id=row["customer_customer_id"],
             return_proba=row["return_proba"], model_version=version, predicted_at=stamp,
         )
-        pending.append(await return_predictions_topic.send(key=row["event_id"], value=prediction))
-    for future in pending:
-        await future
-    metrics.published_total.labels(return_predictions_topic.get_topic_name()).inc(len(pending))
+        for row in rows["predictions"]
+    ]
+
+    async def publish() -> None:
+        pending = [await return_predictions_topic.send(key=p.event_id, value=p) for p in predictions]
+        for future in pending:
+            await future
+
+    await write_with_retry(f"kafka:{AGENT}", publish)  # a failed batch is sent again: consumers dedupe by event_id
+    metrics.published_total.labels(return_predictions_topic.get_topic_name()).inc(len(predictions))
     remember(row["event_id"] for row in rows["events"])
     returns_figures.predicted += len(rows["predictions"])
 
