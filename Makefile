@@ -25,7 +25,7 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --durations=25 --reruns 2 --reruns-delay 3
 
 unit: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not broker and not postgres and not mariadb and not e2e and not browser and not faults"
