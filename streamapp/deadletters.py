@@ -182,6 +182,8 @@ class DeadLetteringTopic(faust.Topic):
         ]
         agent_name = ",".join(agents) or "decoder"
         try:
-            await send_dead_letter(message, error=f"{type(exc).__name__}: {exc}", reason=DECODE, agent=agent_name)
+            # the conductor acked the message already: waiting for each delivery would only throttle the stream
+            await send_dead_letter(message, error=f"{type(exc).__name__}: {exc}", reason=DECODE, agent=agent_name,
+                                   wait=False)
         except Exception:  # the broker is failing too: say it loudly, never crash the conductor
             log.exception("could not publish dead letter for %s[%s]@%s", message.topic, message.partition, message.offset)
