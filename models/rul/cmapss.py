@@ -22,7 +22,7 @@ SINGLE_CONDITION_EXCLUDED = (*SETTING_NAMES, "sensor_6")
 
 def tuned_config(**overrides: Any) -> RulConfig:
     """The ensemble configuration tuned on FD001 by bench/eval_rul.py (fields can be overridden)."""
-    tuned: dict[str, Any] = {"window": 40, "exclude_features": SINGLE_CONDITION_EXCLUDED}
+    tuned: dict[str, Any] = {"window": 40, "max_epochs": 35, "exclude_features": SINGLE_CONDITION_EXCLUDED}
     return replace(RulConfig(), **{**tuned, **overrides})
 
 
