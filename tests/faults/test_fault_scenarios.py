@@ -37,7 +37,7 @@ from tests.faults.workload import (
 from tests.kafka_helpers import read_topic
 from tests.services import start_or_skip
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.fault_scenarios]
 N = 300  # events per pipeline and scenario
 SOURCES = (IOT, ORDERS, FEATURES_TOPIC)
 
