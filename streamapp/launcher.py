@@ -87,8 +87,8 @@ class Launcher:
             url = self.wait_for_worker(worker)
             self.say(f"worker ready: {url}/health  dashboard: {url}/dashboard  metrics: {url}/metrics")
             self.spawn("train", "train", "missing", quiet=True)
-            self.spawn("simulate-iot", "simulate", "iot", "--url", url, quiet=True)
-            self.spawn("simulate-machines", "simulate", "machines", quiet=True)
+            self.spawn("simulate-iot", "simulate", "iot", "--url", f"{url}/iot/measurements", quiet=True)
+            self.spawn("simulate-machines", "simulate", "machines", "--produce", "--rate", "5", quiet=True)
             self.spawn("simulate-orders", "simulate", "orders", "--produce", "--rate", "20", quiet=True)
             self.say("running; press Ctrl+C to stop everything")
             while not self.stopping:
