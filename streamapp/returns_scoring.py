@@ -47,6 +47,20 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _is_blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _take_text(name: str, value: Any, event: dict[str, Any], reasons: list[str]) -> None:
+    """Store a non-blank text field stripped, or say why it cannot be stored."""
+    if not isinstance(value, str):
+        reasons.append(f"{name} must be a string, not {type(value).__name__}")
+    elif len(value) > _max_length(name):
+        reasons.append(f"{name} is longer than {_max_length(name)} characters")
+    else:
+        event[name] = value.strip()
+
+
 def validate_order_event(
     data: Mapping[str, Any], *, required: Sequence[str] = REQUIRED_FIELDS
 ) -> tuple[dict[str, Any], list[str]]:
@@ -56,27 +70,17 @@ def validate_order_event(
     reasons: list[str] = []
     event: dict[str, Any] = {}
     for name in REQUIRED_FIELDS:
-        value = data.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if _is_blank(data.get(name)):
             if name in required:
                 reasons.append(f"{name} is required")
             event[name] = ""
-        elif not isinstance(value, str):
-            reasons.append(f"{name} must be a string, not {type(value).__name__}")
-        elif len(value) > _max_length(name):
-            reasons.append(f"{name} is longer than {_max_length(name)} characters")
         else:
-            event[name] = value.strip()
+            _take_text(name, data.get(name), event, reasons)
     for name in TEXT_FIELDS:
-        value = data.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if _is_blank(data.get(name)):
             event[name] = defaults[name]
-        elif not isinstance(value, str):
-            reasons.append(f"{name} must be a string, not {type(value).__name__}")
-        elif len(value) > _max_length(name):
-            reasons.append(f"{name} is longer than {_max_length(name)} characters")
         else:
-            event[name] = value.strip()
+            _take_text(name, data.get(name), event, reasons)
     time_text = data.get("event_time")
     if time_text is None or time_text == "":
         event["event_time"] = defaults["event_time"]

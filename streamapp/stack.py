@@ -830,12 +830,8 @@ def _db_name(name: str) -> str:
     return name
 
 
-class PostgresService(ManagedServer):
-    """A private PostgreSQL 15 on 127.0.0.1; root runs it as the `postgres` user (initdb refuses root)."""
-
-    name = "postgres"
-    stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM would wait for every client to leave
-    database = "streamapp"
+class DatabaseServer(ManagedServer):
+    """A private database server on its own port with a generated password, both kept in its data dir."""
 
     def __init__(
         self,
@@ -850,6 +846,14 @@ class PostgresService(ManagedServer):
         config = self._load_config(lambda: {"port": port or free_port(), "password": secrets.token_hex(12)})
         self.port: int = config["port"]
         self.password: str = config["password"]
+
+
+class PostgresService(DatabaseServer):
+    """A private PostgreSQL 15 on 127.0.0.1; root runs it as the `postgres` user (initdb refuses root)."""
+
+    name = "postgres"
+    stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM would wait for every client to leave
+    database = "streamapp"
 
     @property
     def pgdata(self) -> Path:
@@ -935,25 +939,11 @@ class PostgresService(ManagedServer):
 # ---- MariaDB -----------------------------------------------------------------------------------
 
 
-class MariaDBService(ManagedServer):
+class MariaDBService(DatabaseServer):
     """A private MariaDB 10.11 on 127.0.0.1 with its own datadir, socket and pid file (grant tables on)."""
 
     name = "mariadb"
     database = "orders"
-
-    def __init__(
-        self,
-        data_dir: Path,
-        *,
-        port: int | None = None,
-        durable: bool = True,
-        attached: bool = True,
-    ) -> None:
-        super().__init__(data_dir, attached=attached)
-        self.durable = durable
-        config = self._load_config(lambda: {"port": port or free_port(), "password": secrets.token_hex(12)})
-        self.port: int = config["port"]
-        self.password: str = config["password"]
 
     @property
     def datadir(self) -> Path:
