@@ -211,6 +211,7 @@ def simulated_run(worker: WorkerProcess, pg_url: str, lake: Path) -> dict[str, A
     return {"http": over_http, "kafka": over_kafka, "patients": patients}
 
 
+@pytest.mark.unstable
 async def test_a_simulated_run_lands_in_five_lake_datasets_matching_postgresql(
     simulated_run: dict[str, Any], pg_url: str, lake: Path
 ) -> None:
@@ -287,6 +288,7 @@ def lake_contents(lake: Path) -> list[str]:
     return found
 
 
+@pytest.mark.unstable
 async def test_no_clear_patient_id_anywhere_after_a_simulated_run(
     simulated_run: dict[str, Any], kafka: Any, worker: WorkerProcess, pg_url: str, lake: Path
 ) -> None:
@@ -306,6 +308,7 @@ async def test_no_clear_patient_id_anywhere_after_a_simulated_run(
         assert clear_id not in log, f"{clear_id} in the worker log"
 
 
+@pytest.mark.unstable
 async def test_the_metrics_endpoints_show_the_pipeline(simulated_run: dict[str, Any], worker: WorkerProcess) -> None:
     status, figures = await asyncio.to_thread(worker.get, "/metrics.json")
     assert status == 200

@@ -15,7 +15,7 @@ import pytest
 from lake.writer import read_dataset
 from tests.worker import WorkerProcess
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.unstable]
 
 KEY = "iot-recovery-secret"
 WINDOW_START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
