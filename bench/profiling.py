@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
@@ -21,6 +22,14 @@ def start_py_spy(pid: int, out: Path, seconds: float = 10.0, rate: int = 50) -> 
     )
 
 
+def collapsed_stacks(path: Path) -> Iterator[tuple[list[str], int]]:
+    """(frames root first, sample count) for each line of a py-spy raw (collapsed) profile."""
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack.split(";"), int(count)
+
+
 def _frame(frame: str) -> str:
     name, _, where = frame.partition(" (")
     return f"{name} ({where.rstrip(')').split('site-packages/')[-1]})" if where else name
@@ -32,13 +41,9 @@ def summarise(path: Path, top: int = 10, marker_frames: tuple[str, ...] = ()) ->
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        samples = int(count)
+    for raw_frames, samples in collapsed_stacks(path):
         total += samples
-        frames = [_frame(frame) for frame in stack.split(";")]
+        frames = [_frame(frame) for frame in raw_frames]
         own[frames[-1]] += samples
         for frame in set(frames):
             inclusive[frame] += samples

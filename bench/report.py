@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.harness import BenchRun
+from bench.profiling import collapsed_stacks
 
 # where a sample's time goes: the leaf-most frame matching one of these decides (first match wins)
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
@@ -27,13 +28,8 @@ def categorise(path: Path) -> list[tuple[str, float]]:
     """Shares of a py-spy raw profile's samples per category (`CATEGORIES`), largest first."""
     shares: dict[str, int] = {}
     total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        samples = int(count)
+    for frames, samples in collapsed_stacks(path):
         total += samples
-        frames = stack.split(";")
         found = "other"
         for frame in reversed(frames):
             match = next((name for name, markers in CATEGORIES if any(m in frame for m in markers)), None)
