@@ -833,6 +833,9 @@ def _db_name(name: str) -> str:
 class DatabaseServer(ManagedServer):
     """A private database server on its own port with a generated password, both kept in its data dir."""
 
+    url_scheme = ""  # SQLAlchemy dialect+driver of the app's URLs
+    database = ""  # the database created on first start
+
     def __init__(
         self,
         data_dir: Path,
@@ -847,12 +850,27 @@ class DatabaseServer(ManagedServer):
         self.port: int = config["port"]
         self.password: str = config["password"]
 
+    def url_for(self, database: str) -> str:
+        return f"{self.url_scheme}://{DB_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def url(self) -> str:
+        return self.url_for(self.database)
+
+    def create_database(self, name: str) -> str:
+        """A new empty database the app user owns; returns its URL."""
+        raise NotImplementedError
+
+    def drop_database(self, name: str) -> None:
+        raise NotImplementedError
+
 
 class PostgresService(DatabaseServer):
     """A private PostgreSQL 15 on 127.0.0.1; root runs it as the `postgres` user (initdb refuses root)."""
 
     name = "postgres"
     stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM would wait for every client to leave
+    url_scheme = "postgresql+asyncpg"
     database = "streamapp"
 
     @property
@@ -862,13 +880,6 @@ class PostgresService(DatabaseServer):
     @property
     def marker(self) -> str:
         return str(self.pgdata)
-
-    def url_for(self, database: str) -> str:
-        return f"postgresql+asyncpg://{DB_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
-
-    @property
-    def url(self) -> str:
-        return self.url_for(self.database)
 
     def _as_owner(self) -> dict[str, Any]:
         if not _is_root():
@@ -943,6 +954,7 @@ class MariaDBService(DatabaseServer):
     """A private MariaDB 10.11 on 127.0.0.1 with its own datadir, socket and pid file (grant tables on)."""
 
     name = "mariadb"
+    url_scheme = "mysql+aiomysql"
     database = "orders"
 
     @property
@@ -956,13 +968,6 @@ class MariaDBService(DatabaseServer):
     @property
     def marker(self) -> str:
         return f"--datadir={self.datadir}"
-
-    def url_for(self, database: str) -> str:
-        return f"mysql+aiomysql://{DB_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
-
-    @property
-    def url(self) -> str:
-        return self.url_for(self.database)
 
     @staticmethod
     def _run_as() -> list[str]:

@@ -14,11 +14,11 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pytest
 
-from streamapp.stack import KafkaService, MariaDBService, PostgresService, StackError
+from streamapp.stack import DatabaseServer, KafkaService, MariaDBService, PostgresService, StackError
 
 
 class Startable(Protocol):
@@ -43,24 +43,44 @@ def start_or_skip(service: Startable, what: str) -> None:
         pytest.skip(reason)
 
 
-def _world_readable_tmpdir(prefix: str) -> Path:
-    """A temp dir the `postgres` system user can enter (pytest's own tmp dirs are root-only)."""
+S = TypeVar("S", bound=Startable)
+
+
+@contextlib.contextmanager
+def started(service: S, what: str) -> Iterator[S]:
+    """`service` started (or the test skipped, see `start_or_skip`) for the block, stopped after it."""
+    start_or_skip(service, what)
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@contextlib.contextmanager
+def private_dir(prefix: str, *, world_readable: bool = False) -> Iterator[Path]:
+    """A short temp dir removed after the block; `world_readable` lets the `postgres` system user enter it
+    (pytest's own tmp dirs are root-only, and long paths overflow unix socket names)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
-    path.chmod(0o755)
-    return path
+    if world_readable:
+        path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
-def _unique_name(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+def fresh_database(server: DatabaseServer) -> Iterator[str]:
+    """The URL of a new, empty database on `server`, dropped when the fixture ends."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield server.create_database(name)
+    server.drop_database(name)
 
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaService]:
     """One Kafka broker (KRaft) for the session; `.url` is `kafka://127.0.0.1:PORT`, `.bootstrap` `host:port`."""
-    service = KafkaService(tmp_path_factory.mktemp("kafka"))
-    start_or_skip(service, "Apache Kafka")
-    yield service
-    service.stop()
+    with started(KafkaService(tmp_path_factory.mktemp("kafka")), "Apache Kafka") as service:
+        yield service
 
 
 @pytest.fixture
@@ -77,14 +97,11 @@ def unique_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresService]:
     """The private PostgreSQL 15 instance of the session (fsync off: test data only)."""
-    data_dir = _world_readable_tmpdir("streamapp-test-pg-")
-    service = PostgresService(data_dir, durable=False)
-    try:
-        start_or_skip(service, "PostgreSQL")
+    with (
+        private_dir("streamapp-test-pg-", world_readable=True) as data_dir,
+        started(PostgresService(data_dir, durable=False), "PostgreSQL") as service,
+    ):
         yield service
-        service.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -96,23 +113,17 @@ def postgres_url(postgres: PostgresService) -> str:
 @pytest.fixture
 def pg_database_url(postgres: PostgresService) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    name = _unique_name("test")
-    url = postgres.create_database(name)
-    yield url
-    postgres.drop_database(name)
+    yield from fresh_database(postgres)
 
 
 @pytest.fixture(scope="session")
 def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBService]:
     """The private MariaDB 10.11 instance of the session (relaxed flushing: test data only)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="streamapp-test-maria-"))  # short: unix socket paths are limited
-    service = MariaDBService(data_dir, durable=False)
-    try:
-        start_or_skip(service, "MariaDB")
+    with (
+        private_dir("streamapp-test-maria-") as data_dir,
+        started(MariaDBService(data_dir, durable=False), "MariaDB") as service,
+    ):
         yield service
-        service.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -124,10 +135,7 @@ def mariadb_url(mariadb: MariaDBService) -> str:
 @pytest.fixture
 def mariadb_database_url(mariadb: MariaDBService) -> Iterator[str]:
     """A fresh, empty MariaDB database for one test, dropped afterwards."""
-    name = _unique_name("test")
-    url = mariadb.create_database(name)
-    yield url
-    mariadb.drop_database(name)
+    yield from fresh_database(mariadb)
 
 
 SERVICE_MARKERS = {

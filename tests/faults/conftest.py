@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.faults.workload import Sinks
-from tests.worker import WorkerProcess
+from tests.worker import WorkerProcess, private_mlflow
 
 FIGURES: dict[str, str] = {}
 
@@ -74,21 +74,10 @@ class ModelStore:
 
 @pytest.fixture(scope="session")
 def model_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelStore]:
-    from streamapp.settings import get_settings
-
     directory = tmp_path_factory.mktemp("fault-models")
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{directory / 'mlflow.db'}"
-    get_settings.cache_clear()
-    store = ModelStore(directory)
-    try:
+    with private_mlflow(directory):
+        store = ModelStore(directory)
         store.uri()
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
-        get_settings.cache_clear()
     yield store
 
 

@@ -5,18 +5,15 @@ processing go on while it is down, no acknowledged record is lost, and it rejoin
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from streamapp.stack import KafkaCluster, MariaDBService, PostgresService
 from tests.faults.conftest import ModelStore, Rig, record_figure
 from tests.faults.workload import Sinks, Workload, produce_sync, unique_tag
-from tests.services import start_or_skip
+from tests.services import private_dir, started
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 N = 240
@@ -24,14 +21,11 @@ N = 240
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[KafkaCluster]:
-    data_dir = Path(tempfile.mkdtemp(prefix="streamapp-fault-cluster-"))
-    service = KafkaCluster(data_dir, brokers=3)
-    try:
-        start_or_skip(service, "a three-broker Apache Kafka cluster")
+    with (
+        private_dir("streamapp-fault-cluster-") as data_dir,
+        started(KafkaCluster(data_dir, brokers=3), "a three-broker Apache Kafka cluster") as service,
+    ):
         yield service
-        service.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

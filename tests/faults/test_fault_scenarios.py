@@ -8,13 +8,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +32,7 @@ from tests.faults.workload import (
     unique_tag,
 )
 from tests.kafka_helpers import read_topic
-from tests.services import start_or_skip
+from tests.services import private_dir, started
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.fault_scenarios]
 N = 300  # events per pipeline and scenario
@@ -45,24 +42,18 @@ SOURCES = (IOT, ORDERS, FEATURES_TOPIC)
 @pytest.fixture(scope="module")
 def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaService]:
     """A broker of this module's own: SIGKILLing it disturbs no other test."""
-    service = KafkaService(tmp_path_factory.mktemp("fault-kafka"))
-    start_or_skip(service, "Apache Kafka")
-    yield service
-    service.stop()
+    with started(KafkaService(tmp_path_factory.mktemp("fault-kafka")), "Apache Kafka") as service:
+        yield service
 
 
 @pytest.fixture(scope="module")
 def private_postgres() -> Iterator[PostgresService]:
     """A PostgreSQL of this module's own: stopping it for 30 s disturbs no other test."""
-    data_dir = Path(tempfile.mkdtemp(prefix="streamapp-fault-pg-"))
-    data_dir.chmod(0o755)
-    service = PostgresService(data_dir, durable=False)
-    try:
-        start_or_skip(service, "PostgreSQL")
+    with (
+        private_dir("streamapp-fault-pg-", world_readable=True) as data_dir,
+        started(PostgresService(data_dir, durable=False), "PostgreSQL") as service,
+    ):
         yield service
-        service.stop()
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
