@@ -76,21 +76,29 @@ async def consume_all(bootstrap: str, topic: str, count: int, timeout_s: float =
         await consumer.stop()
 
 
-async def end_offsets(bootstrap: str, topic: str) -> int:
-    """The number of messages on `topic` (sum of its partitions' end offsets; 0 when it does not exist)."""
+async def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """The partitions of `topic` (none when it does not exist)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         described = await admin.describe_topics([topic])
     finally:
         await admin.close()
-    partitions = [p["partition"] for d in described if d.get("error_code", 0) == 0 for p in d["partitions"]]
+    return [
+        TopicPartition(topic, p["partition"])
+        for d in described if d.get("error_code", 0) == 0 for p in d.get("partitions", [])
+    ]
+
+
+async def end_offsets(bootstrap: str, topic: str) -> int:
+    """The number of messages on `topic` (sum of its partitions' end offsets; 0 when it does not exist)."""
+    partitions = await topic_partitions(bootstrap, topic)
     if not partitions:
         return 0
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        ends = await consumer.end_offsets(partitions)
         return int(sum(ends.values()))
     finally:
         await consumer.stop()
@@ -98,13 +106,7 @@ async def end_offsets(bootstrap: str, topic: str) -> int:
 
 async def commit_to_end(bootstrap: str, group: str, topic: str) -> None:
     """Commit `group`'s offsets at the end of `topic`, so a worker of that group skips what is already there."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    partitions = [TopicPartition(topic, p["partition"]) for d in described for p in d.get("partitions", [])]
+    partitions = await topic_partitions(bootstrap, topic)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:

@@ -42,6 +42,7 @@ SEVERITY_COLORS = {"critical": "#c0392b", "high": "#e67e22", "medium": "#f1c40f"
 _sequence = itertools.count(1)
 K = TypeVar("K")
 V = TypeVar("V")
+A = TypeVar("A", AnomalyResult, RulPrediction)  # the per-asset outputs of the machine pipelines
 
 
 def epoch_ms(timestamp: str, fallback_s: float | None = None) -> float:
@@ -129,6 +130,27 @@ class CategoryMean:
     @property
     def mean(self) -> float:
         return self.total / self.count if self.count else 0.0
+
+
+def anomaly_point(result: AnomalyResult) -> dict[str, Any]:
+    return {
+        "time": epoch_ms(result.timestamp),
+        "final_score": result.final_score,
+        "threshold": final_threshold(result),
+        "is_anomaly": result.is_anomaly,
+        "criticality": result.criticality,
+        "color": SEVERITY_COLORS.get(result.criticality, "#7f8c8d"),
+    }
+
+
+def rul_point(prediction: RulPrediction) -> dict[str, Any]:
+    return {
+        "time": epoch_ms(prediction.timestamp),
+        "rul": prediction.rul_prediction,
+        "lower": prediction.confidence_interval_lower,
+        "upper": prediction.confidence_interval_upper,
+        "confidence_level": prediction.confidence_level,
+    }
 
 
 class LiveState:
@@ -220,36 +242,24 @@ class LiveState:
         return sorted(self.vitals)
 
     # ---- machines -----------------------------------------------------------------------------
-    def add_anomalies(self, results: Iterable[AnomalyResult]) -> None:
+    def _add_asset_points(
+        self, table: BoundedMap[str, Series], outputs: Iterable[A], point: Callable[[A], dict[str, Any]],
+        model: str, topic: str,
+    ) -> None:
+        """Append `point(output)` to each output's asset series and note the model version it names."""
         count = 0
-        for result in results:
+        for output in outputs:
             count += 1
-            self._series(self.anomalies, result.asset_id).append({
-                "time": epoch_ms(result.timestamp),
-                "final_score": result.final_score,
-                "threshold": final_threshold(result),
-                "is_anomaly": result.is_anomaly,
-                "criticality": result.criticality,
-                "color": SEVERITY_COLORS.get(result.criticality, "#7f8c8d"),
-            })
-            if result.model_version:
-                self.model_versions_seen["anomaly"] = result.model_version
-        self._count("anomalies-detected", count)
+            self._series(table, output.asset_id).append(point(output))
+            if output.model_version:
+                self.model_versions_seen[model] = output.model_version
+        self._count(topic, count)
+
+    def add_anomalies(self, results: Iterable[AnomalyResult]) -> None:
+        self._add_asset_points(self.anomalies, results, anomaly_point, "anomaly", "anomalies-detected")
 
     def add_rul_predictions(self, predictions: Iterable[RulPrediction]) -> None:
-        count = 0
-        for prediction in predictions:
-            count += 1
-            self._series(self.rul, prediction.asset_id).append({
-                "time": epoch_ms(prediction.timestamp),
-                "rul": prediction.rul_prediction,
-                "lower": prediction.confidence_interval_lower,
-                "upper": prediction.confidence_interval_upper,
-                "confidence_level": prediction.confidence_level,
-            })
-            if prediction.model_version:
-                self.model_versions_seen["rul"] = prediction.model_version
-        self._count("rul-predictions", count)
+        self._add_asset_points(self.rul, predictions, rul_point, "rul", "rul-predictions")
 
     def assets(self) -> list[str]:
         return sorted(set(self.anomalies) | set(self.rul))
