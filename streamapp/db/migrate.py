@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from alembic import command
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import MetaData, inspect
 from sqlalchemy.engine import Connection
@@ -29,6 +30,30 @@ def _metadata(role: Role) -> MetaData:
     from streamapp.db.orders import OrdersBase
 
     return OrdersBase.metadata
+
+
+def run_env(role: Role) -> None:
+    """The body of each role's Alembic `env.py`: migrate on the connection `_upgrade` hands over, towards
+    the role's models, in the role's own version table."""
+    context.configure(
+        connection=context.config.attributes["connection"],
+        target_metadata=_metadata(role),
+        version_table=context.config.get_main_option("version_table"),
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def initial_revision(role: Role) -> tuple[Callable[[], None], Callable[[], None]]:
+    """`upgrade` and `downgrade` of a role's first revision: create (drop) the tables of its models."""
+
+    def upgrade() -> None:
+        _metadata(role).create_all(op.get_bind(), checkfirst=True)
+
+    def downgrade() -> None:
+        _metadata(role).drop_all(op.get_bind())
+
+    return upgrade, downgrade
 
 
 def _upgrade(connection: Connection, role: Role) -> None:

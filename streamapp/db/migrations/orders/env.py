@@ -1,14 +1,6 @@
 """Alembic environment for the orders role: runs on the connection the app hands over."""
 
-from alembic import context
+from streamapp.db.engines import Role
+from streamapp.db.migrate import run_env
 
-from streamapp.db.orders import OrdersBase
-
-connection = context.config.attributes["connection"]
-context.configure(
-    connection=connection,
-    target_metadata=OrdersBase.metadata,
-    version_table=context.config.get_main_option("version_table"),
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_env(Role.ORDERS)
