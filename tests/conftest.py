@@ -19,11 +19,9 @@ from tests.services import (  # noqa: E402, F401  (fixtures)
     kafka,
     mariadb,
     mariadb_database_url,
-    mariadb_url,
     mark_service_tests,
     pg_database_url,
     postgres,
-    postgres_url,
     unique_topic,
 )
 

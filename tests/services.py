@@ -44,6 +44,7 @@ def start_or_skip(service: Startable, what: str) -> None:
 
 
 S = TypeVar("S", bound=Startable)
+D = TypeVar("D", bound=DatabaseServer)
 
 
 @contextlib.contextmanager
@@ -67,6 +68,18 @@ def private_dir(prefix: str, *, world_readable: bool = False) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def database_server(
+    server_class: type[D], what: str, prefix: str, *, world_readable: bool = False,
+) -> Iterator[D]:
+    """A fixture body: a test-only (not durable) `server_class` in a private dir, started for the fixture's
+    scope, stopped and removed after it."""
+    with (
+        private_dir(prefix, world_readable=world_readable) as data_dir,
+        started(server_class(data_dir, durable=False), what) as service,
+    ):
+        yield service
 
 
 def fresh_database(server: DatabaseServer) -> Iterator[str]:
@@ -96,18 +109,9 @@ def unique_topic(request: pytest.FixtureRequest) -> Callable[[str], str]:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresService]:
-    """The private PostgreSQL 15 instance of the session (fsync off: test data only)."""
-    with (
-        private_dir("streamapp-test-pg-", world_readable=True) as data_dir,
-        started(PostgresService(data_dir, durable=False), "PostgreSQL") as service,
-    ):
-        yield service
-
-
-@pytest.fixture(scope="session")
-def postgres_url(postgres: PostgresService) -> str:
-    """`postgresql+asyncpg://...` of the session's `streamapp` database."""
-    return postgres.url
+    """The private PostgreSQL 15 instance of the session (fsync off: test data only); `.url` is its
+    `postgresql+asyncpg://...` `streamapp` database."""
+    yield from database_server(PostgresService, "PostgreSQL", "streamapp-test-pg-", world_readable=True)
 
 
 @pytest.fixture
@@ -118,18 +122,9 @@ def pg_database_url(postgres: PostgresService) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBService]:
-    """The private MariaDB 10.11 instance of the session (relaxed flushing: test data only)."""
-    with (
-        private_dir("streamapp-test-maria-") as data_dir,
-        started(MariaDBService(data_dir, durable=False), "MariaDB") as service,
-    ):
-        yield service
-
-
-@pytest.fixture(scope="session")
-def mariadb_url(mariadb: MariaDBService) -> str:
-    """`mysql+aiomysql://...` of the session's `orders` database."""
-    return mariadb.url
+    """The private MariaDB 10.11 instance of the session (relaxed flushing: test data only); `.url` is its
+    `mysql+aiomysql://...` `orders` database."""
+    yield from database_server(MariaDBService, "MariaDB", "streamapp-test-maria-")
 
 
 @pytest.fixture
@@ -141,10 +136,8 @@ def mariadb_database_url(mariadb: MariaDBService) -> Iterator[str]:
 SERVICE_MARKERS = {
     "kafka": "broker",
     "postgres": "postgres",
-    "postgres_url": "postgres",
     "pg_database_url": "postgres",
     "mariadb": "mariadb",
-    "mariadb_url": "mariadb",
     "mariadb_database_url": "mariadb",
 }
 

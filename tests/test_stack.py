@@ -73,16 +73,14 @@ async def test_mariadb_answers_select_1_through_sqlalchemy_aiomysql(mariadb_data
     assert "MariaDB" in str(await _scalar(mariadb_database_url, "SELECT version()"))
 
 
-async def test_killed_postgres_restarts_on_the_same_port_with_its_data(
-    postgres: PostgresService, postgres_url: str
-) -> None:
+async def test_killed_postgres_restarts_on_the_same_port_with_its_data(postgres: PostgresService) -> None:
     port, pid = postgres.port, postgres.pid
-    await _execute(postgres_url, "CREATE TABLE survivor (n int)", "INSERT INTO survivor VALUES (7)")
+    await _execute(postgres.url, "CREATE TABLE survivor (n int)", "INSERT INTO survivor VALUES (7)")
     postgres.kill()
     assert pid is not None and not _pid_alive(pid, postgres.marker)
     postgres.start()
     assert postgres.port == port and postgres.pid not in (None, pid)
-    assert await _scalar(postgres_url, "SELECT sum(n) FROM survivor") == 7
+    assert await _scalar(postgres.url, "SELECT sum(n) FROM survivor") == 7
 
 
 def _stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -32,7 +32,7 @@ from tests.faults.workload import (
     unique_tag,
 )
 from tests.kafka_helpers import read_topic
-from tests.services import private_dir, started
+from tests.services import database_server, started
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.fault_scenarios]
 N = 300  # events per pipeline and scenario
@@ -49,11 +49,7 @@ def private_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSer
 @pytest.fixture(scope="module")
 def private_postgres() -> Iterator[PostgresService]:
     """A PostgreSQL of this module's own: stopping it for 30 s disturbs no other test."""
-    with (
-        private_dir("streamapp-fault-pg-", world_readable=True) as data_dir,
-        started(PostgresService(data_dir, durable=False), "PostgreSQL") as service,
-    ):
-        yield service
+    yield from database_server(PostgresService, "PostgreSQL", "streamapp-fault-pg-", world_readable=True)
 
 
 @pytest.fixture(scope="module")
