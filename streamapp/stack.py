@@ -32,6 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -586,33 +587,31 @@ def kafka_broker_ids(bootstrap: str, timeout: float = 3.0) -> set[int]:
         return set()
 
 
+@dataclass(frozen=True)
+class KafkaQuorum:
+    """What every broker of one KRaft cluster shares."""
+
+    cluster_id: str
+    version: str
+    voters: str  # node_id@127.0.0.1:controller_port of every node, comma-separated
+    replication: int  # replication factor of the topics (internal ones included)
+
+
 class KafkaBroker(ManagedServer):
     """One Kafka JVM in KRaft combined mode (broker and controller in the same process)."""
 
     name = "kafka"
 
     def __init__(
-        self,
-        data_dir: Path,
-        *,
-        node_id: int,
-        port: int,
-        controller_port: int,
-        voters: str,
-        cluster_id: str,
-        replication: int,
-        version: str,
+        self, data_dir: Path, quorum: KafkaQuorum, *, node_id: int, port: int, controller_port: int,
         attached: bool = True,
     ) -> None:
         super().__init__(data_dir, attached=attached)
         self.name = f"kafka-{node_id}"
+        self.quorum = quorum
         self.node_id = node_id
         self.port = port
         self.controller_port = controller_port
-        self.voters = voters
-        self.cluster_id = cluster_id
-        self.replication = replication
-        self.version = version
         self.expected_brokers: set[int] = {node_id}
 
     @property
@@ -632,11 +631,11 @@ class KafkaBroker(ManagedServer):
         return f"kafka://{self.bootstrap}"
 
     def server_properties(self) -> str:
-        min_isr = 2 if self.replication >= 3 else 1
+        min_isr = 2 if self.quorum.replication >= 3 else 1
         lines = {
             "process.roles": "broker,controller",
             "node.id": self.node_id,
-            "controller.quorum.voters": self.voters,
+            "controller.quorum.voters": self.quorum.voters,
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.listener.names": "CONTROLLER",
@@ -644,11 +643,11 @@ class KafkaBroker(ManagedServer):
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": self.data_dir / "logs",
             "num.partitions": 1,
-            "default.replication.factor": self.replication,
+            "default.replication.factor": self.quorum.replication,
             "min.insync.replicas": min_isr,
-            "offsets.topic.replication.factor": self.replication,
+            "offsets.topic.replication.factor": self.quorum.replication,
             "offsets.topic.num.partitions": 10,
-            "transaction.state.log.replication.factor": self.replication,
+            "transaction.state.log.replication.factor": self.quorum.replication,
             "transaction.state.log.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": 0,
             "auto.create.topics.enable": "true",
@@ -659,24 +658,24 @@ class KafkaBroker(ManagedServer):
         return "".join(f"{key}={value}\n" for key, value in lines.items())
 
     def prepare(self) -> None:
-        libs = ensure_kafka_jars(self.version)
+        libs = ensure_kafka_jars(self.quorum.version)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(self.server_properties())
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
         java = _require_binary("java", "to run Apache Kafka (apt-get install -y default-jre-headless)")
-        _, log_flag = _kafka_logging(libs.parent, self.version)
+        _, log_flag = _kafka_logging(libs.parent, self.quorum.version)
         sharing = _kafka_class_sharing(libs.parent, dump=False)
         cmd = [java, *sharing, "-cp", f"{libs}/*", log_flag, "kafka.tools.StorageTool", "format",
-               "-t", self.cluster_id, "-c", str(self.config_path)]  # fmt: skip
+               "-t", self.quorum.cluster_id, "-c", str(self.config_path)]  # fmt: skip
         with self.log_path.open("ab") as log:
             if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
                 raise StackError(f"Kafka StorageTool could not format {self.data_dir}: see {self.log_path}")
 
     def command(self) -> list[str]:
         java = _require_binary("java", "to run Apache Kafka (apt-get install -y default-jre-headless)")
-        libs = ensure_kafka_jars(self.version)
-        _, log_flag = _kafka_logging(libs.parent, self.version)
+        libs = ensure_kafka_jars(self.quorum.version)
+        _, log_flag = _kafka_logging(libs.parent, self.quorum.version)
         sharing = _kafka_class_sharing(libs.parent, dump=True)
         return [java, *KAFKA_HEAP, *KAFKA_JVM_FLAGS, *sharing, log_flag, f"-Dkafka.logs.dir={self.data_dir}",
                 "-cp", f"{libs}/*", "kafka.Kafka", str(self.config_path)]  # fmt: skip
@@ -722,19 +721,17 @@ class KafkaCluster:
             }
             config_path.write_text(json.dumps(config, indent=2))
         nodes = config["nodes"]
-        voters = ",".join(f"{i + 1}@127.0.0.1:{node['controller_port']}" for i, node in enumerate(nodes))
-        self.version: str = config["version"]
+        quorum = KafkaQuorum(
+            cluster_id=config["cluster_id"],
+            version=config["version"],
+            voters=",".join(f"{i + 1}@127.0.0.1:{node['controller_port']}" for i, node in enumerate(nodes)),
+            replication=min(3, len(nodes)),
+        )
+        self.version = quorum.version
         self.brokers = [
             KafkaBroker(
-                self.data_dir / f"broker-{i + 1}",
-                node_id=i + 1,
-                port=node["port"],
-                controller_port=node["controller_port"],
-                voters=voters,
-                cluster_id=config["cluster_id"],
-                replication=min(3, len(nodes)),
-                version=self.version,
-                attached=attached,
+                self.data_dir / f"broker-{i + 1}", quorum, node_id=i + 1, port=node["port"],
+                controller_port=node["controller_port"], attached=attached,
             )
             for i, node in enumerate(nodes)
         ]
@@ -835,6 +832,7 @@ class DatabaseServer(ManagedServer):
 
     url_scheme = ""  # SQLAlchemy dialect+driver of the app's URLs
     database = ""  # the database created on first start
+    datadir_name = ""  # the server's own files, in this folder of data_dir (beside its log and config)
 
     def __init__(
         self,
@@ -849,6 +847,10 @@ class DatabaseServer(ManagedServer):
         config = self._load_config(lambda: {"port": port or free_port(), "password": secrets.token_hex(12)})
         self.port: int = config["port"]
         self.password: str = config["password"]
+
+    @property
+    def datadir(self) -> Path:
+        return self.data_dir / self.datadir_name
 
     def url_for(self, database: str) -> str:
         return f"{self.url_scheme}://{DB_USER}:{self.password}@127.0.0.1:{self.port}/{database}"
@@ -872,14 +874,11 @@ class PostgresService(DatabaseServer):
     stop_signal = signal.SIGINT  # "fast" shutdown: SIGTERM would wait for every client to leave
     url_scheme = "postgresql+asyncpg"
     database = "streamapp"
-
-    @property
-    def pgdata(self) -> Path:
-        return self.data_dir / "pgdata"
+    datadir_name = "pgdata"
 
     @property
     def marker(self) -> str:
-        return str(self.pgdata)
+        return str(self.datadir)
 
     def _as_owner(self) -> dict[str, Any]:
         if not _is_root():
@@ -889,7 +888,7 @@ class PostgresService(DatabaseServer):
 
     def prepare(self) -> None:
         ensure_debian_package(PG_BIN / "initdb", "postgresql")
-        if (self.pgdata / "PG_VERSION").exists():
+        if (self.datadir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if _is_root():
@@ -899,18 +898,18 @@ class PostgresService(DatabaseServer):
                     raise StackError(
                         f"the postgres user cannot enter {parent}: chmod o+x it or choose another dir"
                     )
-            self.pgdata.mkdir(mode=0o700, exist_ok=True)
-            os.chown(self.pgdata, uid, gid)
-        cmd = [str(PG_BIN / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--no-locale", "-E", "UTF8",
+            self.datadir.mkdir(mode=0o700, exist_ok=True)
+            os.chown(self.datadir, uid, gid)
+        cmd = [str(PG_BIN / "initdb"), "-D", str(self.datadir), "-U", "postgres", "--no-locale", "-E", "UTF8",
                "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"]  # fmt: skip
         with self.log_path.open("ab") as log:
             done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, **self._as_owner())
         if done.returncode != 0:
-            raise StackError(f"initdb failed for {self.pgdata}: see {self.log_path}")
+            raise StackError(f"initdb failed for {self.datadir}: see {self.log_path}")
 
     def command(self) -> list[str]:
-        cmd = [str(PG_BIN / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
-               "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.pgdata}",
+        cmd = [str(PG_BIN / "postgres"), "-D", str(self.datadir), "-p", str(self.port),
+               "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.datadir}",
                "-c", "max_connections=100", "-c", "shared_buffers=64MB"]  # fmt: skip
         if not self.durable:  # tests only: an OS crash may lose data; a killed server still keeps commits
             cmd += ["-c", "fsync=off", "-c", "full_page_writes=off"]
@@ -925,7 +924,7 @@ class PostgresService(DatabaseServer):
 
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run SQL as the superuser over the private unix socket; raises with psql's message."""
-        cmd = [str(PG_BIN / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.pgdata),
+        cmd = [str(PG_BIN / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.datadir),
                "-p", str(self.port), "-U", "postgres", "-d", database, "-c", sql]  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
@@ -956,10 +955,7 @@ class MariaDBService(DatabaseServer):
     name = "mariadb"
     url_scheme = "mysql+aiomysql"
     database = "orders"
-
-    @property
-    def datadir(self) -> Path:
-        return self.data_dir / "data"
+    datadir_name = "data"
 
     @property
     def socket_path(self) -> Path:
