@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-faults test-unstable lint typecheck unit bench eval stack-up stack-down clean
+.PHONY: install run test test-faults lint typecheck unit bench eval stack-up stack-down clean
 
 install: $(STAMP)
 
@@ -25,13 +25,10 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --durations=25 --reruns 2 --reruns-delay 3 -m "not fault_scenarios and not unstable"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --durations=25 --reruns 2 --reruns-delay 3 -m "not fault_scenarios"
 
 test-faults: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --reruns 1 -m fault_scenarios
-
-test-unstable: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --reruns 1 -m unstable
 
 unit: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not broker and not postgres and not mariadb and not e2e and not browser and not faults"

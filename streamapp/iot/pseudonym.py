@@ -21,7 +21,12 @@ def _secret() -> bytes:
 
 def pseudonymise(patient_id: str) -> str:
     """The stable pseudonym of a clear patient id (same key, same pseudonym; no key, no way back)."""
-    digest = hmac.new(_secret(), patient_id.encode(), hashlib.sha256).hexdigest()
+    return pseudonym_under(_secret(), patient_id)
+
+
+def pseudonym_under(secret: bytes, patient_id: str) -> str:
+    """The pseudonym `patient_id` gets under the key `secret` (the worker's is the configured one)."""
+    digest = hmac.new(secret, patient_id.encode(), hashlib.sha256).hexdigest()
     return PSEUDONYM_PREFIX + digest[:DIGEST_CHARS]
 
 

@@ -22,23 +22,21 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from lake.writer import read_dataset
+from streamapp.iot.pseudonym import pseudonym_under
 from streamapp.simulators.iot import IotSimulator
 from tests.worker import FAUST, PROJECT, WorkerProcess
 
 pytestmark = pytest.mark.e2e
 
-PSEUDONYM_KEY = "iot-e2e-secret"
 SIMULATED_PATIENTS = 6
 SIMULATION_SEED = 11
 DATASETS = ("raw/iot_measurements", "bronze/iot_aggregations", "bronze/iot_alerts", "bronze/device_status",
             "silver/critical_alerts")
 
 
-def pseudonym(patient_id: str) -> str:
-    import hashlib
-    import hmac
-
-    return "pt-" + hmac.new(PSEUDONYM_KEY.encode(), patient_id.encode(), hashlib.sha256).hexdigest()[:48]
+def pseudonym(worker: WorkerProcess, patient_id: str) -> str:
+    """The pseudonym `worker` gives `patient_id`."""
+    return pseudonym_under(worker.env["STREAMAPP_PSEUDONYM_KEY"].encode(), patient_id)
 
 
 def seed_example(patient_id: str) -> dict[str, Any]:
@@ -61,7 +59,9 @@ def worker(kafka: Any, pg_url: str, tmp_path_factory: pytest.TempPathFactory) ->
     """One worker for the module; short windows and silences so a run of seconds closes them."""
     process = WorkerProcess(kafka.url, tmp_path_factory.mktemp("iot-worker"), env={
         "STREAMAPP_DATABASE_URL": pg_url,
-        "STREAMAPP_PSEUDONYM_KEY": PSEUDONYM_KEY,
+        # a key of each worker's own: earlier runs of the same seeded simulation on the shared broker (the
+        # fault suite imports these fixtures too; reruns) carry other pseudonyms and do not count as this run's
+        "STREAMAPP_PSEUDONYM_KEY": f"iot-e2e-secret-{uuid.uuid4().hex}",
         "STREAMAPP_LAKE_FLUSH_SECONDS": "0.5",
         "STREAMAPP_WINDOW_SECONDS": "5",
         "STREAMAPP_WINDOW_GRACE_SECONDS": "2",
@@ -130,7 +130,7 @@ async def test_the_seed_example_raises_its_three_alerts_within_two_seconds(kafka
         elapsed = await alerts.wait_for(lambda v: alert_types_for(body["message_id"])(v) == expected, within_s=2.0)
     assert elapsed <= 2.0
     alert = next(v for v in alerts.values if v["message_id"] == body["message_id"])
-    assert alert["patient_id"] == pseudonym("patient-e2e-seed") and alert["severity"] == "critical"
+    assert alert["patient_id"] == pseudonym(worker, "patient-e2e-seed") and alert["severity"] == "critical"
 
 
 async def test_an_invalid_payload_gets_one_422_and_one_iot_errors_record(kafka: Any, worker: WorkerProcess) -> None:
@@ -145,7 +145,7 @@ async def test_an_invalid_payload_gets_one_422_and_one_iot_errors_record(kafka: 
     assert any("temp_corp" in reason and "80" in reason for reason in body["detail"])
     async with TopicWatcher(kafka.bootstrap, "iot-errors") as errors:
         def mine(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            return [v for v in values if pseudonym(clear_id) in v.get("payload_excerpt", "")]
+            return [v for v in values if pseudonym(worker, clear_id) in v.get("payload_excerpt", "")]
 
         await errors.wait_for(lambda v: len(mine(v)) >= 1, within_s=10)
         await errors.drain(1.0)
@@ -196,7 +196,7 @@ def simulated_run(worker: WorkerProcess, pg_url: str, lake: Path) -> dict[str, A
         raw = len(set(read_dataset(lake, "raw/iot_measurements").column("message_id").to_pylist()))
         windows = read_dataset(lake, "bronze/iot_aggregations")
         statuses = read_dataset(lake, "bronze/device_status")
-        simulated = {pseudonym(p) for p in patients}
+        simulated = {pseudonym(worker, p) for p in patients}
         window_total = sum(row["count"] for row in windows.to_pylist() if row["patient_id"] in simulated)
         simulated_stored = asyncio.run(pg_scalar(
             pg_url, "SELECT count(*) FROM iot_measurements WHERE patient_id IN ("
@@ -208,10 +208,9 @@ def simulated_run(worker: WorkerProcess, pg_url: str, lake: Path) -> dict[str, A
         if time.monotonic() > deadline:
             raise AssertionError(f"stored={stored} raw={raw} windows={window_total}/{simulated_stored} silent={silent}")
     time.sleep(1.5)  # one more flush period: nothing further should arrive
-    return {"http": over_http, "kafka": over_kafka, "patients": patients}
+    return {"http": over_http, "kafka": over_kafka, "patients": patients, "worker": worker}
 
 
-@pytest.mark.unstable
 async def test_a_simulated_run_lands_in_five_lake_datasets_matching_postgresql(
     simulated_run: dict[str, Any], pg_url: str, lake: Path
 ) -> None:
@@ -228,7 +227,7 @@ async def test_a_simulated_run_lands_in_five_lake_datasets_matching_postgresql(
     raw_dirs = {p.relative_to(lake / "raw/iot_measurements").parts[:2]
                 for p in (lake / "raw/iot_measurements").rglob("*.parquet")}
     assert all(day.startswith("date=") and patient.startswith("patient_id=pt-") for day, patient in raw_dirs)
-    simulated = {pseudonym(p) for p in simulated_run["patients"]}
+    simulated = {pseudonym(simulated_run["worker"], p) for p in simulated_run["patients"]}
     assert simulated <= set(tables["raw/iot_measurements"].column("patient_id").to_pylist())
     for name in ("bronze/iot_aggregations", "bronze/iot_alerts", "bronze/device_status", "silver/critical_alerts"):
         assert {p.parent.name[:5] for p in (lake / name).rglob("*.parquet")} == {"date="}
@@ -288,7 +287,6 @@ def lake_contents(lake: Path) -> list[str]:
     return found
 
 
-@pytest.mark.unstable
 async def test_no_clear_patient_id_anywhere_after_a_simulated_run(
     simulated_run: dict[str, Any], kafka: Any, worker: WorkerProcess, pg_url: str, lake: Path
 ) -> None:
@@ -299,7 +297,7 @@ async def test_no_clear_patient_id_anywhere_after_a_simulated_run(
     lake_text = await asyncio.to_thread(lake_contents, lake)
     log = worker.log_text()
     assert len(topic_messages) > 390 and len(telemetry_rows) > 390 and len(lake_text) > 10 and log
-    assert any(pseudonym(p).encode() in message for message in topic_messages for p in simulated_run["patients"])
+    assert any(pseudonym(worker, p).encode() in message for message in topic_messages for p in simulated_run["patients"])
     for clear_id in clear_ids:
         needle = clear_id.encode()
         assert not any(needle in message for message in topic_messages), f"{clear_id} on a topic"
@@ -308,12 +306,13 @@ async def test_no_clear_patient_id_anywhere_after_a_simulated_run(
         assert clear_id not in log, f"{clear_id} in the worker log"
 
 
-@pytest.mark.unstable
 async def test_the_metrics_endpoints_show_the_pipeline(simulated_run: dict[str, Any], worker: WorkerProcess) -> None:
     status, figures = await asyncio.to_thread(worker.get, "/metrics.json")
     assert status == 200
     assert figures["processed_messages"] >= simulated_run["http"] + simulated_run["kafka"]
-    assert 0 < figures["latency_p50_s"] <= figures["latency_p95_s"] <= figures["latency_p99_s"] < 10
+    # a new consumer group first catches up on what earlier tests left on the shared broker: those readings
+    # count with their real age, so only order and sanity are checked here (the 2 s alert test times one)
+    assert 0 < figures["latency_p50_s"] <= figures["latency_p95_s"] <= figures["latency_p99_s"] < 3600
     assert figures["throughput_eps"] > 0 and 0 < figures["valid_pct"] < 100  # one invalid payload was posted
     assert {"CRITICAL_SPO2", "CRITICAL_TEMPERATURE", "CRITICAL_FEVER_HYPOXIA"} <= set(figures["alerts_by_type"])
     status, text_body = await asyncio.to_thread(worker.get, "/metrics")
