@@ -3,6 +3,7 @@ contamination threshold, and a directory format (`meta.json` plus the fitted est
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -18,7 +19,18 @@ META_FILE = "meta.json"
 ESTIMATOR_FILE = "estimator.joblib"
 
 
-class CalibratedDetector:
+class ContaminationThreshold:
+    """Flags the `contamination` share of training rows that score highest (detectors and the ensemble)."""
+
+    contamination: float
+
+    @property
+    def threshold(self) -> float:
+        """Normalised score above which a row is anomalous: the (1 - contamination) training quantile."""
+        return 1.0 - self.contamination
+
+
+class CalibratedDetector(ContaminationThreshold):
     """Base of the detectors: `raw_score` is model-specific; `score` maps it to [0, 1] by training rank."""
 
     model_name: ClassVar[str] = "detector"
@@ -31,10 +43,11 @@ class CalibratedDetector:
         self.version = ""
         self.calibration: ScoreCalibration | None = None
 
-    @property
-    def threshold(self) -> float:
-        """Normalised score above which a row is anomalous: the (1 - contamination) training quantile."""
-        return 1.0 - self.contamination
+    def _params(self) -> dict[str, Any]:
+        """The constructor's hyper-parameters but `contamination` (saved apart), each kept in the attribute
+        of its name (as scikit-learn's `get_params` reads them)."""
+        names = inspect.signature(type(self).__init__).parameters
+        return {name: getattr(self, name) for name in names if name not in ("self", "contamination")}
 
     @property
     def is_fitted(self) -> bool:
@@ -101,9 +114,6 @@ class ScaledPyodDetector(CalibratedDetector):
 
     def _make_detector(self) -> Any:
         raise NotImplementedError
-
-    def _params(self) -> dict[str, Any]:
-        return {"max_train_rows": self.max_train_rows, "random_state": self.random_state}
 
     def fit(
         self, X: np.ndarray, feature_names: list[str] | None = None, progress: ProgressCallback | None = None

@@ -20,7 +20,7 @@ from typing import Any, Literal, Self
 import numpy as np
 
 from models.anomaly.calibration import ScoreCalibration
-from models.anomaly.detector import as_matrix
+from models.anomaly.detector import ContaminationThreshold, as_matrix
 from models.anomaly.isolation_forest import IsolationForestDetector
 from models.anomaly.lstm_autoencoder import (
     MIN_CALIBRATION_WINDOWS,
@@ -79,7 +79,7 @@ class BatchScores:
         return [self.row(i) for i in range(len(self))]
 
 
-class AnomalyEnsemble:
+class AnomalyEnsemble(ContaminationThreshold):
     """Three detectors fitted on the same unlabelled rows, with one comparable [0, 1] scale."""
 
     def __init__(
@@ -105,10 +105,6 @@ class AnomalyEnsemble:
     @property
     def window(self) -> int:
         return self.lstm_autoencoder.window
-
-    @property
-    def threshold(self) -> float:
-        return 1.0 - self.contamination
 
     @property
     def is_fitted(self) -> bool:

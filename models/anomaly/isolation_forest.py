@@ -28,6 +28,3 @@ class IsolationForestDetector(ScaledPyodDetector):
         return IForest(
             n_estimators=self.n_estimators, contamination=self.contamination, random_state=self.random_state
         )
-
-    def _params(self) -> dict[str, Any]:
-        return {**super()._params(), "n_estimators": self.n_estimators}

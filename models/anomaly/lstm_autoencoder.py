@@ -114,20 +114,6 @@ class LstmAutoencoderDetector(CalibratedDetector):
         self.epochs_run = 0
         self.validation_index_ = np.empty(0, dtype=int)  # training rows held out of the last fit
 
-    def _params(self) -> dict[str, Any]:
-        return {
-            "window": self.window,
-            "hidden_size": self.hidden_size,
-            "latent_size": self.latent_size,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "patience": self.patience,
-            "validation_fraction": self.validation_fraction,
-            "max_train_windows": self.max_train_windows,
-            "random_state": self.random_state,
-        }
-
     def fit(
         self,
         X: np.ndarray,

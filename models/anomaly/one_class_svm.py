@@ -31,6 +31,3 @@ class OneClassSvmDetector(ScaledPyodDetector):
 
     def _make_detector(self) -> Any:
         return OCSVM(kernel="rbf", nu=self.nu, gamma=self.gamma, contamination=self.contamination)
-
-    def _params(self) -> dict[str, Any]:
-        return {**super()._params(), "nu": self.nu, "gamma": self.gamma}
