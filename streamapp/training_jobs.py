@@ -18,7 +18,7 @@ from models.base import ProgressCallback
 from streamapp import metrics
 from streamapp.model_watch import ProductionModel
 from streamapp.training import TrainResult
-from streamapp.views.common import RequestError, check_token, error_response, read_json
+from streamapp.views.common import RequestError, error_response, write_body
 
 log = logging.getLogger(__name__)
 C = TypeVar("C")
@@ -134,8 +134,7 @@ class TrainingEndpoint:
 
     async def post(self, view: View, request: Request) -> Response:
         try:
-            check_token(request)
-            body = await read_json(request)
+            body = await write_body(request)
             loop = asyncio.get_running_loop()
             config, reasons = await loop.run_in_executor(None, self.check, body)
             if reasons:

@@ -39,7 +39,7 @@ from streamapp.feature_messages import body_problems
 from streamapp.settings import get_settings
 from streamapp.training import TrainResult
 from streamapp.training_jobs import TrainingEndpoint, TrainingJobs, config_from_params
-from streamapp.views.common import RequestError, check_token, error_response, read_json
+from streamapp.views.common import RequestError, error_response, write_body
 from tables.criticality import criticality_state
 from tables.history import anomaly_history
 
@@ -94,8 +94,7 @@ class AnomalyDetectView(View):
     async def post(self, request: Request) -> Response:
         """Score one `ExtractedFeatures` body; 422 lists every problem, 503 when no model is promoted."""
         try:
-            check_token(request)
-            body = await read_json(request)
+            body = await write_body(request)
             (result,) = await detect([body], prefix=False)
         except RequestError as error:
             return error_response(self, error)
@@ -107,8 +106,7 @@ class AnomalyDetectBatchView(View):
     async def post(self, request: Request) -> Response:
         """Score a list of bodies (or `{"items": [...]}`), in order; 422 names every bad item."""
         try:
-            check_token(request)
-            body = await read_json(request)
+            body = await write_body(request)
             items = body.get("items") if isinstance(body, dict) else body
             if not isinstance(items, list) or not items:
                 raise RequestError(422, ["body must be a non-empty list of feature messages, or {\"items\": [...]}"])

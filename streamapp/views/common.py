@@ -64,6 +64,12 @@ async def read_json(request: Request, *, max_bytes: int | None = None) -> Any:
         raise RequestError(400, [f"body is not valid JSON: {exc}"]) from exc
 
 
+async def write_body(request: Request) -> Any:
+    """The JSON body of a write request (POST), once its bearer token is checked (`RequestError` if not)."""
+    check_token(request)
+    return await read_json(request)
+
+
 def finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -21,7 +21,7 @@ from streamapp.iot.validation import Reading, ingest_error, to_measurement, vali
 from streamapp.records import IngestError, IotMeasurement
 from streamapp.settings import get_settings
 from streamapp.topics import iot_errors_topic, iot_measurements_topic
-from streamapp.views.common import RequestError, check_token, error_response, read_json
+from streamapp.views.common import RequestError, error_response, write_body
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,7 @@ async def ingest(view: View, request: Request, *, source: str, legacy: bool) -> 
     """Validate, pseudonymise, publish; 202 with the message ids, 422 with every reason, 503 if not stored."""
     settings = get_settings()
     try:
-        check_token(request)
-        items = _items(await read_json(request))
+        items = _items(await write_body(request))
     except RequestError as error:
         metrics.ingested_total.labels(f"refused_{error.status}").inc()
         return error_response(view, error)

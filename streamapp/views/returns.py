@@ -11,7 +11,7 @@ from faust.web import Request, Response, View
 
 from streamapp.app import app
 from streamapp.returns_scoring import return_model, returns_figures, score_orders, validate_order_event
-from streamapp.views.common import RequestError, check_token, error_response, read_json
+from streamapp.views.common import RequestError, error_response, write_body
 from tables.dedup import seen_event_ids
 
 # on demand an order may not have an event yet: only the order and customer ids are required
@@ -23,8 +23,7 @@ class ReturnPredictView(View):
     async def post(self, request: Request) -> Response:
         """Score one order (OrderEvent fields); 422 lists every reason the body is invalid."""
         try:
-            check_token(request)
-            body = await read_json(request)
+            body = await write_body(request)
             if not isinstance(body, dict):
                 raise RequestError(422, ["body must be a JSON object with the OrderEvent fields"])
             order, reasons = validate_order_event(body, required=PREDICT_REQUIRED)

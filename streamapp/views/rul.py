@@ -26,7 +26,7 @@ from streamapp.rul_scoring import forecast, rul_figures, rul_model, rul_predicti
 from streamapp.settings import get_settings
 from streamapp.training import TrainResult
 from streamapp.training_jobs import TrainingEndpoint, TrainingJobs, config_from_params
-from streamapp.views.common import RequestError, check_token, error_response, read_json
+from streamapp.views.common import RequestError, error_response, write_body
 from tables.history import rul_history
 
 training_jobs = TrainingJobs()
@@ -73,8 +73,7 @@ class RulPredictView(View):
     async def post(self, request: Request) -> Response:
         """Forecast one `ExtractedFeatures` body (optionally with `history`); 422 / 503 / 401 as the others."""
         try:
-            check_token(request)
-            prediction = await predict(await read_json(request))
+            prediction = await predict(await write_body(request))
         except RequestError as error:
             return error_response(self, error)
         return self.json(prediction)
