@@ -77,6 +77,24 @@ JS_CANVAS_RECTS = """(() => {
 })()"""
 
 
+async def cdp_call(
+    socket: aiohttp.ClientWebSocketResponse, command_id: int, method: str, params: dict[str, Any] | None = None,
+    within_s: float = 30.0,
+) -> Any:
+    """Send one DevTools command on `socket` and return its result (the events in between are skipped)."""
+    await socket.send_str(json.dumps({"id": command_id, "method": method, "params": params or {}}))
+    deadline = time.monotonic() + within_s
+    while True:
+        message = await socket.receive(timeout=max(0.1, deadline - time.monotonic()))
+        if message.type != aiohttp.WSMsgType.TEXT:
+            raise RuntimeError(f"CDP socket closed during {method}: {message.type}")
+        answer = json.loads(message.data)
+        if answer.get("id") == command_id:
+            if "error" in answer:
+                raise RuntimeError(f"{method}: {answer['error']}")
+            return answer.get("result", {})
+
+
 class Page:
     """One tab: send CDP commands over its websocket and read their answers."""
 
@@ -87,18 +105,7 @@ class Page:
         self.ids = itertools.count(1)
 
     async def send(self, method: str, params: dict[str, Any] | None = None, within_s: float = 30.0) -> Any:
-        command_id = next(self.ids)
-        await self.socket.send_str(json.dumps({"id": command_id, "method": method, "params": params or {}}))
-        deadline = time.monotonic() + within_s
-        while True:
-            message = await self.socket.receive(timeout=max(0.1, deadline - time.monotonic()))
-            if message.type != aiohttp.WSMsgType.TEXT:
-                raise RuntimeError(f"CDP socket closed during {method}: {message.type}")
-            answer = json.loads(message.data)
-            if answer.get("id") == command_id:
-                if "error" in answer:
-                    raise RuntimeError(f"{method}: {answer['error']}")
-                return answer.get("result", {})
+        return await cdp_call(self.socket, next(self.ids), method, params, within_s)
 
     async def evaluate(self, expression: str) -> Any:
         result = await self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
@@ -162,15 +169,7 @@ class Browser:
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> Any:
         assert self.socket is not None
-        command_id = next(self.ids)
-        await self.socket.send_str(json.dumps({"id": command_id, "method": method, "params": params or {}}))
-        while True:
-            message = await self.socket.receive(timeout=30)
-            answer = json.loads(message.data)
-            if answer.get("id") == command_id:
-                if "error" in answer:
-                    raise RuntimeError(f"{method}: {answer['error']}")
-                return answer.get("result", {})
+        return await cdp_call(self.socket, next(self.ids), method, params)
 
     async def open(self, url: str) -> Page:
         """A new tab showing `url` (not waiting for anything inside it)."""
