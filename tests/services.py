@@ -14,9 +14,11 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from streamapp.stack import DatabaseServer, KafkaService, MariaDBService, PostgresService, StackError
 
@@ -131,6 +133,16 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBService
 def mariadb_database_url(mariadb: MariaDBService) -> Iterator[str]:
     """A fresh, empty MariaDB database for one test, dropped afterwards."""
     yield from fresh_database(mariadb)
+
+
+async def sql_scalar(url: str, sql: str) -> Any:
+    """The one value `sql` selects in the database at `url` (through a fresh engine, disposed after)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return (await connection.execute(text(sql))).scalar_one()
+    finally:
+        await engine.dispose()
 
 
 SERVICE_MARKERS = {

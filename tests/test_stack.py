@@ -16,6 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from streamapp.stack import KafkaService, PostgresService, StackError, _pid_alive, kafka_broker_ids
+from tests.services import sql_scalar
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,15 +43,6 @@ async def test_kafka_round_trips_a_message_with_aiokafka(
     assert kafka.url == f"kafka://{kafka.bootstrap}"
 
 
-async def _scalar(url: str, sql: str) -> object:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
-            return (await connection.execute(text(sql))).scalar()
-    finally:
-        await engine.dispose()
-
-
 async def _execute(url: str, *statements: str) -> None:
     engine = create_async_engine(url)
     try:
@@ -63,14 +55,14 @@ async def _execute(url: str, *statements: str) -> None:
 
 async def test_postgres_answers_select_1_through_sqlalchemy_asyncpg(pg_database_url: str) -> None:
     assert pg_database_url.startswith("postgresql+asyncpg://streamapp:")
-    assert await _scalar(pg_database_url, "SELECT 1") == 1
-    assert await _scalar(pg_database_url, "SELECT current_database()") == pg_database_url.rsplit("/", 1)[1]
+    assert await sql_scalar(pg_database_url, "SELECT 1") == 1
+    assert await sql_scalar(pg_database_url, "SELECT current_database()") == pg_database_url.rsplit("/", 1)[1]
 
 
 async def test_mariadb_answers_select_1_through_sqlalchemy_aiomysql(mariadb_database_url: str) -> None:
     assert mariadb_database_url.startswith("mysql+aiomysql://streamapp:")
-    assert await _scalar(mariadb_database_url, "SELECT 1") == 1
-    assert "MariaDB" in str(await _scalar(mariadb_database_url, "SELECT version()"))
+    assert await sql_scalar(mariadb_database_url, "SELECT 1") == 1
+    assert "MariaDB" in str(await sql_scalar(mariadb_database_url, "SELECT version()"))
 
 
 async def test_killed_postgres_restarts_on_the_same_port_with_its_data(postgres: PostgresService) -> None:
@@ -80,7 +72,7 @@ async def test_killed_postgres_restarts_on_the_same_port_with_its_data(postgres:
     assert pid is not None and not _pid_alive(pid, postgres.marker)
     postgres.start()
     assert postgres.port == port and postgres.pid not in (None, pid)
-    assert await _scalar(postgres.url, "SELECT sum(n) FROM survivor") == 7
+    assert await sql_scalar(postgres.url, "SELECT sum(n) FROM survivor") == 7
 
 
 def _stack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

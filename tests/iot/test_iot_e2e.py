@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from lake.writer import read_dataset
 from streamapp.iot.pseudonym import pseudonym_under
 from streamapp.simulators.iot import IotSimulator
+from tests.services import sql_scalar as pg_scalar
 from tests.worker import FAUST, PROJECT, WorkerProcess
 
 pytestmark = pytest.mark.e2e
@@ -164,15 +165,6 @@ def simulate(worker: WorkerProcess, *args: str) -> int:
     accepted = re.search(r"accepted (\d+), refused 0, failed 0", result.stdout)
     assert accepted, result.stdout
     return int(accepted[1])
-
-
-async def pg_scalar(url: str, sql: str) -> Any:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as connection:
-            return (await connection.execute(text(sql))).scalar_one()
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(scope="module")
