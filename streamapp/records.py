@@ -43,23 +43,25 @@ class ModelScore(StreamRecord):
     is_anomaly: bool
 
 
-class AnomalyResult(StreamRecord):
+class AssetModelOutput(StreamRecord, abstract=True):
+    """What the anomaly and RUL pipelines both publish per asset: which reading, its features, which model."""
+
     asset_id: str
     sensor_id: str
     timestamp: str
-    scores: list[ModelScore]
-    final_score: float
-    is_anomaly: bool
-    criticality: str  # low / medium / high / critical
     features: dict[str, float]
     metadata: dict[str, Any]
     model_version: str
 
 
-class RulPrediction(StreamRecord):
-    asset_id: str
-    sensor_id: str
-    timestamp: str
+class AnomalyResult(AssetModelOutput):
+    scores: list[ModelScore]
+    final_score: float
+    is_anomaly: bool
+    criticality: str  # low / medium / high / critical
+
+
+class RulPrediction(AssetModelOutput):
     rul_prediction: float
     confidence_interval_lower: float
     confidence_interval_upper: float
@@ -67,9 +69,6 @@ class RulPrediction(StreamRecord):
     uncertainty: float
     model_used: str
     model_scores: dict[str, float]
-    features: dict[str, float]
-    metadata: dict[str, Any]
-    model_version: str
 
 
 # ---- IoT vital signs ---------------------------------------------------------------------------

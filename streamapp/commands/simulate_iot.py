@@ -29,6 +29,7 @@ class IotRunSummary:
     """What the run did, printed at the end."""
 
     target: str
+    started: float = field(default_factory=time.monotonic)
     sent: int = 0
     accepted: int = 0
     refused: int = 0
@@ -37,7 +38,6 @@ class IotRunSummary:
     scenarios: Counter[str] = field(default_factory=Counter)
     expected_alerts: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    started: float = field(default_factory=time.monotonic)
 
     def lines(self, mode: str, patients: int) -> list[str]:
         elapsed = max(time.monotonic() - self.started, 1e-9)
