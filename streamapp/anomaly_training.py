@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -42,7 +42,7 @@ class AnomalyTrainingConfig:
     """Hyper-parameters of the three members; tests shrink them (few trees, few epochs)."""
 
     contamination: float = 0.05
-    combination: str = "max"
+    combination: Literal["mean", "max"] = "max"  # how member scores combine (models.anomaly.ensemble.Combination)
     n_estimators: int = 200
     svm_nu: float = 0.5
     svm_max_train_rows: int = 5000
@@ -62,7 +62,7 @@ class AnomalyTrainingConfig:
 
         return AnomalyEnsemble(
             contamination=self.contamination,
-            combination=self.combination,  # type: ignore[arg-type]
+            combination=self.combination,
             isolation_forest=IsolationForestDetector(
                 contamination=self.contamination, n_estimators=self.n_estimators, random_state=self.seed
             ),

@@ -101,7 +101,7 @@ class VitalAlert(StreamRecord):
     threshold: float
     timestamp: str
     message_id: str
-    alert_id: str = ""
+    alert_id: str = ""  # message_id:alert_type, the key every sink upserts the alert by
     ingestion_timestamp: str = ""
 
 

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     web_port: int = 6066
     web_host: str = ""  # default: 127.0.0.1 without an API token, 0.0.0.0 with one
     pseudonym_key: str = ""  # default: generated once into <var_dir>/pseudonym.key
-    api_token: str = ""
+    api_token: str = ""  # when set: required as `Authorization: Bearer` on every POST
 
     # consumer-group timing: fast joins on a local broker; production can raise them
     broker_session_timeout: float = 6.0
@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     consumer_max_fetch_size: int = 4 * 1024 * 1024
     stream_buffer_maxsize: int = 65536  # must hold several fetches (4 MiB ~ 15k small messages) or the partitions pause and resume
     producer_linger_ms: float = 5.0
-    producer_acks: str = "all"
+    producer_acks: str = "all"  # "all": a send succeeds once every in-sync replica has it; or "1", "0"
     # a batch stuck without a partition leader fails after this (Faust's default, 20 min, hangs every send
     # behind it after a broker crash); senders retry with back-off
     producer_request_timeout_s: float = 30.0
