@@ -27,14 +27,25 @@ class LakeSink:
         self._buffered = 0
         self._oldest: float | None = None
         self._lock = asyncio.Lock()
+        # highest source offset added per (dataset, topic, partition): an event replayed while its rows
+        # still wait in the buffer (a rebalance seeks back to the committed offset) is not added twice
+        self._added_up_to: dict[tuple[str, str, int], int] = {}
 
     @property
     def buffered_rows(self) -> int:
         return self._buffered
 
     def add(self, dataset: str, rows: Sequence[tuple[dict[str, Any], SourcePosition]]) -> None:
-        self._rows[dataset].extend(rows)
-        self._buffered += len(rows)
+        """Buffer the rows of a batch of events (all rows of one event in one call); rows of events this
+        sink already holds or wrote since the partition was assigned are dropped."""
+        marks = self._added_up_to
+        before = {key: marks[key] for key in {(dataset, p.topic, p.partition) for _, p in rows} if key in marks}
+        fresh = [(row, p) for row, p in rows if p.offset > before.get((dataset, p.topic, p.partition), -1)]
+        for _, position in fresh:
+            key = (dataset, position.topic, position.partition)
+            marks[key] = max(marks.get(key, -1), position.offset)
+        self._rows[dataset].extend(fresh)
+        self._buffered += len(fresh)
         if self._oldest is None:
             self._oldest = time.monotonic()
 
@@ -81,5 +92,7 @@ class LakeSink:
             return written
 
     def forget_partition(self, topic: str, partition: int) -> None:
+        for key in [key for key in self._added_up_to if key[1:] == (topic, partition)]:
+            del self._added_up_to[key]
         for dataset in self.datasets.values():
             dataset.forget_partition(topic, partition)
