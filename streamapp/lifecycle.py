@@ -9,6 +9,8 @@ from streamapp.app import app
 from streamapp.metrics import update_consumer_lag
 from streamapp.settings import get_settings
 from streamapp.sinks import flush_due_lake_sinks, forget_revoked, write_with_retry
+from streamapp.watchdog import StallWatch
+from streamapp.watchdog import check as check_for_stalls
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +57,15 @@ async def announce_security() -> None:
 @app.timer(interval=2.0)
 async def refresh_consumer_lag() -> None:
     update_consumer_lag(app)
+
+
+_stall_watches: list[StallWatch] = []  # one, made at the first round (settings are read at run time)
+
+
+@app.timer(interval=2.0)
+async def watch_for_stalls() -> None:
+    """Partitions this worker stopped reading while messages wait: see `streamapp.watchdog`."""
+    if not _stall_watches:
+        _stall_watches.append(StallWatch(get_settings().stall_timeout_s))
+    if _stall_watches[0].timeout_s > 0:
+        await check_for_stalls(app, _stall_watches[0])

@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     lake_flush_rows: int = 5000
     lake_flush_seconds: float = 5.0
     sink_retry_max_s: float = 30.0
+    stall_timeout_s: float = 20.0  # partitions unread this long with messages waiting: remedies, then exit(3); 0 = off
 
     # IoT pipeline
     window_seconds: int = 300

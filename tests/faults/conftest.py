@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -117,7 +119,10 @@ class Rig:
         return [w for w in self.workers if w.process is not None and w.process.poll() is None]
 
     def logs(self) -> str:
-        return "\n".join(f"--- {w.log_path.name}\n{w.log_tail(25)}" for w in self.workers[-3:])
+        """The last log lines of the newest workers and the Python stacks of those still running (a
+        worker that stopped making progress shows where it waits)."""
+        tails = [f"--- {w.log_path.name}\n{w.log_tail(25)}" for w in self.workers[-3:]]
+        return "\n".join(tails + [stacks_of(w) for w in self.running()])
 
     def close(self) -> None:
         for worker in self.running():
@@ -128,6 +133,18 @@ class Rig:
             for worker in self.workers:
                 if worker.log_path.exists():
                     shutil.copy(worker.log_path, Path(keep) / f"{self.app_id}-{worker.log_path.name}")
+
+
+def stacks_of(worker: WorkerProcess) -> str:
+    """`py-spy dump` of a running worker (every thread, with asyncio tasks' frames), or why not."""
+    assert worker.process is not None
+    spy = Path(sys.executable).with_name("py-spy")
+    try:
+        done = subprocess.run([str(spy), "dump", "--pid", str(worker.process.pid)], capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"--- stacks of pid {worker.process.pid}: {exc!r}"
+    return f"--- stacks of pid {worker.process.pid}\n{done.stdout}{done.stderr}"
 
 
 def wait_for(predicate: Any, within_s: float, what: str, interval: float = 0.3) -> float:

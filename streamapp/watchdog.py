@@ -1,0 +1,152 @@
+"""Stalled-consumer watchdog: partitions with messages waiting that this worker stopped reading.
+
+Faust can stop fetching after a broker restart or a rebalance while everything looks healthy (Worker
+ready, heartbeats fine, nothing read: faust-streaming issues #175 and #523). The watchdog compares the
+broker's end offsets with what this worker's streams have read; a partition that has messages waiting
+and made no progress for `stall_timeout_s` is a stall. The remedy climbs a ladder, one rung per
+further timeout: resume Faust's flow and the partitions, rejoin the group (a rebalance seeks every
+stream back to its committed offset), and last exit the process with code 3 so its supervisor starts
+a fresh one (at-least-once: the successor resumes from the committed offsets)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from streamapp import health
+
+log = logging.getLogger(__name__)
+EXIT_CODE = 3
+COMPONENT = "consumer"
+
+
+@dataclass
+class Progress:
+    """Where one partition's reading stood when it last moved."""
+
+    read: int | None
+    since: float
+
+
+@dataclass
+class StallWatch:
+    """Per-partition progress and the remedies tried since the current stall began."""
+
+    timeout_s: float
+    progress: dict[Any, Progress] = field(default_factory=dict)
+    remedies_tried: int = 0
+    last_remedy_at: float = 0.0
+
+    def stalled(self, read: dict[Any, int | None], waiting: dict[Any, bool], now: float) -> list[Any]:
+        """Partitions with messages waiting whose read offset has not moved for `timeout_s`."""
+        for tp in list(self.progress):
+            if tp not in read:
+                del self.progress[tp]  # no longer ours
+        found = []
+        for tp, offset in read.items():
+            known = self.progress.get(tp)
+            if known is None or known.read != offset or not waiting.get(tp, False):
+                self.progress[tp] = Progress(offset, now)
+                continue
+            if now - known.since >= self.timeout_s:
+                found.append(tp)
+        if not found:
+            self.remedies_tried = 0
+        return found
+
+    def remedy_due(self, now: float) -> bool:
+        return now - self.last_remedy_at >= self.timeout_s
+
+
+def _diagnosis(app: Any, stalled: list[Any]) -> str:
+    consumer = app.consumer
+    paused = set(getattr(consumer, "_paused_partitions", set()))
+    active = set(consumer._get_active_partitions()) if hasattr(consumer, "_get_active_partitions") else set()
+    fetch_task = None
+    try:
+        fetch_task = consumer._thread._ensure_consumer()._fetcher._fetch_task
+    except Exception:  # consumer being rebuilt
+        pass
+    return (f"flow_active={consumer.flow_active} rebalancing={app.rebalancing} "
+            f"paused={sorted(str(tp) for tp in paused & set(stalled))} "
+            f"inactive={sorted(str(tp) for tp in set(stalled) - active)} "
+            f"fetch_task_done={fetch_task.done() if fetch_task is not None else None}")
+
+
+def _where_tasks_wait() -> str:
+    """The innermost frame every task of the event loop is suspended in (what each agent awaits)."""
+    lines = []
+    for task in asyncio.all_tasks():
+        coro: Any = task.get_coro()
+        frame_at = None
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+            if frame is not None:
+                frame_at = f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}"
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        lines.append(f"  {task.get_name()}: {frame_at}")
+    return "\n".join(sorted(lines))
+
+
+def _rejoin(app: Any) -> None:
+    """Ask the group coordinator (in the consumer's own thread and loop) to rejoin: a rebalance."""
+    thread = app.consumer._thread
+    coordinator = thread._ensure_consumer()._coordinator
+    thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
+
+
+async def check(app: Any, watch: StallWatch, now: float | None = None) -> list[Any]:
+    """One round: find stalled partitions and apply the next remedy; returns the stalled partitions."""
+    now = time.monotonic() if now is None else now
+    if app.rebalancing or getattr(app, "in_recovery", False):  # streams are paused on purpose then
+        return []
+    try:
+        assigned = [tp for tp in app.consumer.assignment() if not app.consumer._is_changelog_tp(tp)]
+    except Exception:  # consumer not started
+        return []
+    if not assigned:
+        return []
+    read_offsets = dict(app.monitor.tp_read_offsets or {})
+    committed = app.consumer._committed_offset
+    read: dict[Any, int | None] = {}
+    for tp in assigned:
+        offset = read_offsets.get(tp)
+        read[tp] = offset + 1 if offset is not None else committed.get(tp)
+    try:
+        ends = await app.consumer.highwaters(*assigned)
+    except Exception as exc:  # broker away: not a stall of ours
+        log.debug("watchdog: end offsets unavailable: %r", exc)
+        return []
+    # a sink retrying (database or broker away) holds its agent on purpose: back-pressure, not a stall
+    holding = any(component != COMPONENT for component in health.degraded())
+    waiting = {tp: not holding and ends.get(tp) is not None and ends[tp] > (read[tp] or 0) for tp in assigned}
+    stalled = watch.stalled(read, waiting, now)
+    if not stalled:
+        health.mark_recovered(COMPONENT)
+        return []
+    if not watch.remedy_due(now):
+        return stalled
+    diagnosis = _diagnosis(app, stalled)
+    health.mark_degraded(COMPONENT, f"{len(stalled)} partitions not read for {watch.timeout_s:g} s with messages waiting")
+    watch.remedies_tried += 1
+    watch.last_remedy_at = now
+    names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in stalled)
+    if watch.remedies_tried == 1:
+        log.warning("watchdog: %s not read for %.0f s with messages waiting (%s): resuming flow and partitions; "
+                    "tasks wait in:\n%s", names, watch.timeout_s, diagnosis, _where_tasks_wait())
+        app.consumer.resume_flow()
+        app.consumer.resume_partitions(stalled)
+        app.flow_control.resume()
+    elif watch.remedies_tried == 2:
+        log.warning("watchdog: %s still stalled (%s): rejoining the consumer group", names, diagnosis)
+        _rejoin(app)
+    else:
+        log.error("watchdog: %s still stalled after a rejoin (%s): exiting with code %d so that a fresh worker "
+                  "resumes from the committed offsets", names, diagnosis, EXIT_CODE)
+        logging.shutdown()
+        os._exit(EXIT_CODE)
+    return stalled

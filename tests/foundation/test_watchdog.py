@@ -1,0 +1,126 @@
+"""The stalled-consumer watchdog: which partitions count as stalled, and the remedy ladder it climbs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from streamapp import health, watchdog
+from streamapp.watchdog import StallWatch
+
+
+class TP:
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+
+    def __repr__(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+
+A, B = TP("iot-measurements", 0), TP("iot-measurements", 1)
+
+
+def test_a_partition_is_stalled_only_when_messages_wait_and_its_offset_stood_still_for_the_timeout() -> None:
+    watch = StallWatch(timeout_s=10)
+    assert watch.stalled({A: 5, B: 7}, {A: True, B: False}, now=0) == []
+    assert watch.stalled({A: 5, B: 7}, {A: True, B: False}, now=9.9) == []
+    assert watch.stalled({A: 5, B: 7}, {A: True, B: False}, now=10) == [A]  # B has nothing waiting
+
+
+def test_progress_or_an_empty_backlog_restarts_the_clock() -> None:
+    watch = StallWatch(timeout_s=10)
+    watch.stalled({A: 5}, {A: True}, now=0)
+    assert watch.stalled({A: 6}, {A: True}, now=8) == []  # it moved at 8
+    assert watch.stalled({A: 6}, {A: True}, now=17) == []
+    assert watch.stalled({A: 6}, {A: True}, now=18) == [A]
+    assert watch.stalled({A: 6}, {A: False}, now=19) == []  # caught up: no longer a stall
+    assert watch.stalled({A: 6}, {A: True}, now=28) == []
+
+
+def test_partitions_no_longer_assigned_are_forgotten() -> None:
+    watch = StallWatch(timeout_s=10)
+    watch.stalled({A: 5, B: 1}, {A: True, B: True}, now=0)
+    watch.stalled({A: 5}, {A: True}, now=1)
+    assert set(watch.progress) == {A}
+
+
+class FakeConsumer:
+    """What the watchdog reads of Faust's consumer, and what its remedies call."""
+
+    def __init__(self, ends: dict[Any, int]) -> None:
+        self.ends = ends
+        self.flow_active = False
+        self._committed_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self._paused_partitions = {A}
+        self.resumed: list[Any] = []
+        self.flow_resumed = 0
+
+    def assignment(self) -> set[Any]:
+        return set(self.ends)
+
+    def _is_changelog_tp(self, tp: Any) -> bool:
+        return False
+
+    async def highwaters(self, *tps: Any) -> dict[Any, int]:
+        return {tp: self.ends[tp] for tp in tps}
+
+    def resume_flow(self) -> None:
+        self.flow_resumed += 1
+
+    def resume_partitions(self, tps: Any) -> None:
+        self.resumed.extend(tps)
+
+
+class FakeApp:
+    def __init__(self, consumer: FakeConsumer, read: dict[Any, int]) -> None:
+        self.consumer = consumer
+        self.rebalancing = False
+        self.in_recovery = False
+        self.monitor = type("Monitor", (), {"tp_read_offsets": read})()
+        self.flow_control = type("Flow", (), {"resume": lambda self: None})()
+
+
+async def test_the_ladder_resumes_then_rejoins_then_exits(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = FakeApp(FakeConsumer({A: 100, B: 50}), {A: 9, B: 49})  # A: 90 waiting; B: read to the end
+    rejoined: list[Any] = []
+    exits: list[int] = []
+    monkeypatch.setattr(watchdog, "_rejoin", rejoined.append)
+    monkeypatch.setattr(watchdog.os, "_exit", exits.append)
+    monkeypatch.setattr(watchdog.logging, "shutdown", lambda: None)
+    watch = StallWatch(timeout_s=5)
+    assert await watchdog.check(app, watch, now=0) == []
+    assert await watchdog.check(app, watch, now=5) == [A]
+    assert app.consumer.flow_resumed == 1 and app.consumer.resumed == [A] and not rejoined
+    assert "consumer" in health.degraded()
+    assert await watchdog.check(app, watch, now=7) == [A] and not rejoined  # a remedy gets its time
+    assert await watchdog.check(app, watch, now=10) == [A] and rejoined == [app] and not exits
+    assert await watchdog.check(app, watch, now=15) == [A] and exits == [watchdog.EXIT_CODE]
+
+
+async def test_a_rebalance_or_a_partition_that_moves_again_is_no_stall(monkeypatch: pytest.MonkeyPatch) -> None:
+    read = {A: 9}
+    app = FakeApp(FakeConsumer({A: 100}), read)
+    watch = StallWatch(timeout_s=5)
+    await watchdog.check(app, watch, now=0)
+    app.rebalancing = True
+    assert await watchdog.check(app, watch, now=6) == []
+    app.rebalancing = False
+    assert await watchdog.check(app, watch, now=6) == [A]
+    read[A] = 20
+    assert await watchdog.check(app, watch, now=7) == []
+    assert "consumer" not in health.degraded() and watch.remedies_tried == 0
+
+
+async def test_a_sink_holding_its_agent_while_it_retries_is_back_pressure_not_a_stall() -> None:
+    app = FakeApp(FakeConsumer({A: 100}), {A: 9})
+    watch = StallWatch(timeout_s=5)
+    health.mark_degraded("sink:db:iot", "ConnectionRefusedError")
+    try:
+        await watchdog.check(app, watch, now=0)
+        assert await watchdog.check(app, watch, now=30) == [] and app.consumer.flow_resumed == 0
+    finally:
+        health.mark_recovered("sink:db:iot")
+    assert await watchdog.check(app, watch, now=31) == []  # the clock starts when the sink is back
+    assert await watchdog.check(app, watch, now=36) == [A]
