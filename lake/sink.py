@@ -40,9 +40,16 @@ class LakeSink:
         sink already holds or wrote since the partition was assigned are dropped."""
         marks = self._added_up_to
         before = {key: marks[key] for key in {(dataset, p.topic, p.partition) for _, p in rows} if key in marks}
-        fresh = [(row, p) for row, p in rows if p.offset > before.get((dataset, p.topic, p.partition), -1)]
-        for _, position in fresh:
+        deliveries: dict[tuple[str, int, int], int] = {}  # the first delivery of each offset in this call
+        fresh = []
+        for row, position in rows:
             key = (dataset, position.topic, position.partition)
+            if position.offset <= before.get(key, -1):
+                continue
+            first = deliveries.setdefault((position.topic, position.partition, position.offset), position.delivery)
+            if first != position.delivery:
+                continue  # the same event delivered again within the batch
+            fresh.append((row, position))
             marks[key] = max(marks.get(key, -1), position.offset)
         self._rows[dataset].extend(fresh)
         self._buffered += len(fresh)

@@ -13,7 +13,7 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +31,9 @@ class SourcePosition:
     topic: str
     partition: int
     offset: int
+    # which delivery of the event (the consumer's message object): a rebalance may hand the same offset to
+    # an agent twice, even within one batch; the sink keeps the rows of the first delivery only
+    delivery: int = field(default=0, compare=False)
 
 
 def _safe(value: Any) -> str:

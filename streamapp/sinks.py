@@ -51,7 +51,7 @@ _lake_sinks: list[LakeSink] = []
 
 def position_of(event: EventT) -> SourcePosition:
     message = event.message
-    return SourcePosition(message.topic, message.partition, message.offset)
+    return SourcePosition(message.topic, message.partition, message.offset, id(message))
 
 
 def lake_sink(name: str, datasets: list[LakeDataset]) -> LakeSink:

@@ -40,4 +40,7 @@ async def upsert(
         )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=keys)
-    await connection.execute(statement, list(rows))
+    # one row per key (the last): a batch may hold a replayed event, and PostgreSQL refuses to update
+    # one row twice in a statement
+    unique = {tuple(row.get(key) for key in keys): row for row in rows}
+    await connection.execute(statement, list(unique.values()))

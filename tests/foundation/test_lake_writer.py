@@ -57,3 +57,17 @@ async def test_an_event_replayed_while_its_rows_are_still_buffered_is_written_on
     sink.forget_partition("t", 0)  # revoked: another worker may write it, the files on disk decide again
     sink.add("bronze/x", rows(5, 6))
     assert await sink.flush() == 1
+
+
+async def test_an_event_delivered_twice_within_one_batch_is_written_once(tmp_path: Path) -> None:
+    from lake.sink import LakeSink
+
+    sink = LakeSink("t", [LakeDataset(tmp_path, "bronze/x", SCHEMA, [])], flush_rows=1000, flush_seconds=60)
+    first, again = (
+        [(row, SourcePosition(p.topic, p.partition, p.offset, delivery)) for row, p in rows(7, 8)]
+        for delivery in (1, 2)
+    )
+    two_alerts_of_7 = [first[0], first[0]]
+    sink.add("bronze/x", two_alerts_of_7 + first[1:] + again)  # the replay of 7 and 8 in the same batch
+    assert await sink.flush() == 3
+    assert sorted(read_dataset(tmp_path, "bronze/x").column("value").to_pylist()) == [7.0, 7.0, 8.0]
