@@ -23,7 +23,7 @@ class StreamApp(faust.App):
     def _new_transport(self) -> Any:
         """Kafka through `BatchDrainingTransport` (fewer tasks per message); other schemes as Faust has them."""
         url = self.conf.broker_consumer[0]
-        if url.scheme not in ("kafka", "aiokafka"):
+        if url.scheme not in ("kafka", "aiokafka") or not get_settings().batch_draining_consumer:
             return super()._new_transport()
         from streamapp.fast_transport import BatchDrainingTransport
 

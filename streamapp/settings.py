@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     batch_max_size: int = 1000
     batch_max_wait_s: float = 0.05
     latency_budget_ms: float = 250.0
+    batch_draining_consumer: bool = True  # one flow guard per fetched batch (streamapp/fast_transport.py); False = Faust's
     gc_young_threshold: int = 50_000  # allocations between young collections in a worker (Python: 700); 0 keeps Python's
 
     # sinks
