@@ -43,6 +43,11 @@ def tune_garbage_collector() -> None:
 class BatchDrainingConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with one flow-suspension guard per fetched batch instead of per message."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last_delivered: dict[TP, int] = {}
+        self._refetched_from: dict[TP, int] = {}
+
     async def on_start(self) -> None:
         tune_garbage_collector()
         await super().on_start()
@@ -54,24 +59,45 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
         set_read_offset = self._read_offset.__setitem__
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
+        delivered = self._last_delivered
+        refetching: set[TP] = set()  # partitions sought back in this batch: their later messages come again
         since_yield = 0
         async for tp, message in _chain(first, records):
             since_yield += 1
             if since_yield > YIELD_EVERY:
                 await asyncio.sleep(0)
                 since_yield = 0
+            if tp in refetching:
+                continue
             offset = message.offset
             read_offset = get_read_offset(tp)
             if read_offset is not None and offset < read_offset:
                 continue  # already delivered (Faust drops it the same way)
-            gap = offset - (read_offset or 0)
-            if gap > 1 and read_offset and acks_enabled_for(message.topic):
-                await self._add_gap(tp, read_offset + 1, offset)
+            if read_offset is not None and acks_enabled_for(message.topic):
+                # Faust keeps the last delivered offset here, but a seek stores the NEXT offset to read
+                expected = read_offset + 1 if delivered.get(tp) == read_offset else read_offset
+                if offset > expected and await self._skipped(tp, expected, offset):
+                    refetching.add(tp)
+                    continue
             if commit_every is not None and self._n_acked >= commit_every:
                 self._n_acked = 0
                 await self.commit()
             await callback(message)
             set_read_offset(tp, offset)
+            delivered[tp] = offset
+
+    async def _skipped(self, tp: TP, expected: int, offset: int) -> bool:
+        """Offsets `expected`..`offset - 1` of a source topic never came. Faust would count them as a gap
+        (compaction, transaction markers) and its commit would pass them: messages lost. Seek back once to
+        fetch them again (True); when the same hole comes back it is a real gap of the log (False)."""
+        if self._refetched_from.get(tp) == expected:
+            await self._add_gap(tp, expected, offset - 1)
+            return False
+        self._refetched_from[tp] = expected
+        self.log.warning("offsets %d-%d of %s[%d] were not delivered: fetching them again",
+                         expected, offset - 1, tp.topic, tp.partition)
+        await self.seek(tp, expected)
+        return True
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - exercised by every worker
         consumer_should_stop = cast(Service, self)._stopped.is_set
