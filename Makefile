@@ -25,10 +25,10 @@ typecheck: install
 	$(BIN)/mypy
 
 test: install lint typecheck
-	$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --durations=25 --reruns 2 --reruns-delay 3 -m "not fault_scenarios"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --durations=25 --reruns 2 --reruns-delay 3
 
 test-faults: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --reruns 1 -m fault_scenarios
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rfE --reruns 1 tests/faults
 
 unit: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not broker and not postgres and not mariadb and not e2e and not browser and not faults"
