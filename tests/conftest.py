@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from typing import Any
 
 import pytest
 
@@ -32,3 +33,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(_SESSION_VAR_DIR, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault suite's measured figures (recovery times, duplicates on topics) at the end of the run.
+    Read through the module the tests import, which is not the instance pytest loads as a conftest."""
+    from tests.faults.conftest import FIGURES
+
+    if FIGURES:
+        terminalreporter.section("fault suite figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")

@@ -28,13 +28,6 @@ def record_figure(name: str, value: str) -> None:
     print(f"[faults] {name}: {value}", flush=True)
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FIGURES:
-        terminalreporter.section("fault suite figures")
-        for name, value in FIGURES.items():
-            terminalreporter.write_line(f"{name}: {value}")
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = str(Path(__file__).parent)
     for item in items:
