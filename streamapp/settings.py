@@ -73,14 +73,12 @@ class Settings(BaseSettings):
     batch_max_size: int = 1000
     batch_max_wait_s: float = 0.05
     latency_budget_ms: float = 250.0
-    batch_draining_consumer: bool = True  # one flow guard per fetched batch (streamapp/fast_transport.py); False = Faust's
     gc_young_threshold: int = 50_000  # allocations between young collections in a worker (Python: 700); 0 keeps Python's
 
     # sinks
     lake_flush_rows: int = 5000
     lake_flush_seconds: float = 5.0
     sink_retry_max_s: float = 30.0
-    stall_timeout_s: float = 20.0  # partitions unread this long with messages waiting: remedies, then exit(3); 0 = off
 
     # IoT pipeline
     window_seconds: int = 300
@@ -116,6 +114,10 @@ class Settings(BaseSettings):
     kafka_version: str = ""  # default: the version streamapp.stack verified against aiokafka and faust
     stack_cache_dir: Path | None = None  # default: $XDG_CACHE_HOME/streamapp or ~/.cache/streamapp
     xdg_cache_home: str = Field(default="", validation_alias="XDG_CACHE_HOME")
+
+    # consumer safety: how a worker reads its partitions (streamapp/fast_transport.py, streamapp/watchdog.py)
+    batch_draining_consumer: bool = Field(default=True)  # one flow guard per fetched batch; False: Faust's own loop
+    stall_timeout_s: float = Field(default=20.0, ge=0)  # partitions unread this long while messages wait: remedies, then exit(3); 0 = off
 
     @field_validator("var_dir", mode="after")
     @classmethod
