@@ -90,14 +90,26 @@ async def ack_events(stream: StreamT, events: Sequence[EventT]) -> None:
         await stream.ack(event)
 
 
+_batches_in_flight: dict[int, float] = {}  # id of a running BatchTimer -> monotonic start
+
+
+def batch_in_flight_since(horizon_s: float) -> bool:
+    """Whether some agent has been processing a batch, started within the last `horizon_s` seconds (an
+    agent waiting on a slow sink is busy, not stalled; an older entry is a batch that raised)."""
+    now = time.monotonic()
+    return any(now - started <= horizon_s for started in _batches_in_flight.values())
+
+
 class BatchTimer:
     """Measures one batch's processing for the metrics and the adaptive size."""
 
     def __init__(self, agent: str) -> None:
         self.agent = agent
         self.started = time.perf_counter()
+        _batches_in_flight[id(self)] = time.monotonic()
 
     def done(self) -> float:
+        _batches_in_flight.pop(id(self), None)
         elapsed = time.perf_counter() - self.started
         metrics.processing_seconds.labels(self.agent).observe(elapsed)
         return elapsed

@@ -117,7 +117,7 @@ class Settings(BaseSettings):
 
     # consumer safety: how a worker reads its partitions (streamapp/fast_transport.py, streamapp/watchdog.py)
     batch_draining_consumer: bool = Field(default=True)  # one flow guard per fetched batch; False: Faust's own loop
-    stall_timeout_s: float = Field(default=20.0, ge=0)  # partitions unread this long while messages wait: remedies, then exit(3); 0 = off
+    stall_timeout_s: float = Field(default=20.0, ge=0)  # partitions unread this long while messages wait and no batch runs: resume, rejoin; 0 = off
 
     @field_validator("var_dir", mode="after")
     @classmethod

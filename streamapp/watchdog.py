@@ -4,24 +4,24 @@ Faust can stop fetching after a broker restart or a rebalance while everything l
 ready, heartbeats fine, nothing read: faust-streaming issues #175 and #523). The watchdog compares the
 broker's end offsets with what this worker's streams have read; a partition that has messages waiting
 and made no progress for `stall_timeout_s` is a stall. The remedy climbs a ladder, one rung per
-further timeout: resume Faust's flow and the partitions, rejoin the group (a rebalance seeks every
-stream back to its committed offset), and last exit the process with code 3 so its supervisor starts
-a fresh one (at-least-once: the successor resumes from the committed offsets)."""
+further timeout: resume Faust's flow and the partitions, then rejoin the group (a rebalance seeks every
+stream back to its committed offset), again at every further timeout while `/health` names the stall.
+An agent busy with a batch (a slow sink, a send waiting for a new partition leader) is not a stall."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from streamapp import health
+from streamapp.batching import batch_in_flight_since
 
 log = logging.getLogger(__name__)
-EXIT_CODE = 3
 COMPONENT = "consumer"
+BUSY_HORIZON = 10  # a batch running longer than this many timeouts no longer counts as busy
 
 
 @dataclass
@@ -121,8 +121,10 @@ async def check(app: Any, watch: StallWatch, now: float | None = None) -> list[A
     except Exception as exc:  # broker away: not a stall of ours
         log.debug("watchdog: end offsets unavailable: %r", exc)
         return []
-    # a sink retrying (database or broker away) holds its agent on purpose: back-pressure, not a stall
-    holding = any(component != COMPONENT for component in health.degraded())
+    # a sink retrying (database or broker away) or a batch still being processed (a send waiting for a new
+    # partition leader) holds its agent on purpose: back-pressure, not a stall
+    holding = any(component != COMPONENT for component in health.degraded()) or \
+        batch_in_flight_since(BUSY_HORIZON * watch.timeout_s)
     waiting = {tp: not holding and ends.get(tp) is not None and ends[tp] > (read[tp] or 0) for tp in assigned}
     stalled = watch.stalled(read, waiting, now)
     if not stalled:
@@ -141,12 +143,9 @@ async def check(app: Any, watch: StallWatch, now: float | None = None) -> list[A
         app.consumer.resume_flow()
         app.consumer.resume_partitions(stalled)
         app.flow_control.resume()
-    elif watch.remedies_tried == 2:
-        log.warning("watchdog: %s still stalled (%s): rejoining the consumer group", names, diagnosis)
-        _rejoin(app)
     else:
-        log.error("watchdog: %s still stalled after a rejoin (%s): exiting with code %d so that a fresh worker "
-                  "resumes from the committed offsets", names, diagnosis, EXIT_CODE)
-        logging.shutdown()
-        os._exit(EXIT_CODE)
+        log.log(logging.WARNING if watch.remedies_tried == 2 else logging.ERROR,
+                "watchdog: %s still stalled (%s): rejoining the consumer group (attempt %d)", names, diagnosis,
+                watch.remedies_tried - 1)
+        _rejoin(app)
     return stalled
