@@ -36,6 +36,7 @@ from streamapp.iot.pseudonym import is_pseudonym, pseudonymise
 from streamapp.iot.rules import CRITICAL, fired_rules
 from streamapp.iot.validation import VITALS, ingest_error, parse_timestamp, vital_problems
 from streamapp.iot.windows import TumblingVitals
+from streamapp.recent_ids import RecentIds
 from streamapp.records import DeviceStatus, IotMeasurement, VitalAlert, VitalsWindow
 from streamapp.settings import VitalThresholds, get_settings
 from streamapp.sinks import ack_after_lake, lake_dataset, lake_sink, position_of, write_with_retry
@@ -103,6 +104,7 @@ class BatchOutcome:
     accepted: list[Accepted] = field(default_factory=list)
     late: list[Accepted] = field(default_factory=list)
     replayed: list[Accepted] = field(default_factory=list)  # at or below the offset the table state holds
+    copies: list[EventT] = field(default_factory=list)  # a message id already stored: a resend, a retry
     invalid: list[tuple[EventT, list[str]]] = field(default_factory=list)
     statuses: list[DeviceStatus] = field(default_factory=list)
     finals: list[VitalsWindow] = field(default_factory=list)
@@ -136,6 +138,7 @@ class VitalsPipeline:
         )
         self.lock = asyncio.Lock()
         self.schema_ready = False
+        self.stored_ids = RecentIds(settings.recent_ids_kept)
         self.sink: LakeSink = lake_sink("iot", [
             lake_dataset("raw/iot_measurements", MEASUREMENTS_SCHEMA, ["date", "patient_id"]),
             lake_dataset("bronze/iot_alerts", ALERTS_SCHEMA, ["date"]),
@@ -155,8 +158,13 @@ class VitalsPipeline:
     def fold(self, events: Sequence[EventT], wall_s: float) -> BatchOutcome:
         """Rules, windows and device state for a batch (no I/O): what to publish and to store."""
         outcome = BatchOutcome()
+        in_batch: set[str] = set()
         for event in events:
             measurement = cast(IotMeasurement, event.value)
+            if measurement.message_id in self.stored_ids or measurement.message_id in in_batch:
+                outcome.copies.append(event)
+                continue
+            in_batch.add(measurement.message_id)
             problems = vital_problems(measurement.measurements.asdict())
             try:
                 event_time = parse_timestamp(measurement.timestamp)
@@ -223,6 +231,9 @@ class VitalsPipeline:
         rows = [measurement_row(item) for item in stored]
         await self.store_rows(stored, rows)
         self.add_lake_rows(stored, rows)
+        self.stored_ids.remember([row["message_id"] for row in rows])
+        if outcome.copies:
+            metrics.duplicates_skipped_total.labels(AGENT).inc(len(outcome.copies))
         metrics.seed_figures.record_processed(len(events))
         await ack_after_lake(self.sink, stream, list(events))
 

@@ -45,6 +45,10 @@ model_version_info = Gauge(
     "streamapp_model_version_info", "Model version in use (value 1)", ["model", "version"], registry=REGISTRY
 )
 sink_rows_total = Counter("streamapp_sink_rows_total", "Rows written by sinks", ["sink"], registry=REGISTRY)
+duplicates_skipped_total = Counter(
+    "streamapp_duplicates_skipped_total", "Messages skipped as copies of one already stored (same id)", ["agent"],
+    registry=REGISTRY,
+)
 sink_failures_total = Counter(
     "streamapp_sink_failures_total", "Failed sink flushes (retried)", ["sink"], registry=REGISTRY
 )

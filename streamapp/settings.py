@@ -93,6 +93,7 @@ class Settings(BaseSettings):
 
     # e-commerce
     dedup_retention_days: float = 7.0
+    recent_ids_kept: int = Field(default=50_000, ge=0)  # message ids the IoT agent remembers to skip resent copies
 
     # machine health
     history_window: int = 30

@@ -27,6 +27,12 @@ async def put_and_wait(agent: Any, records: list[Any], key: str) -> None:
     await wait_for(lambda: metrics.seed_figures.processed_messages >= start + len(records))
 
 
+def skipped_copies() -> float:
+    from streamapp.metrics import duplicates_skipped_total
+
+    return duplicates_skipped_total.labels("iot")._value.get()
+
+
 async def test_measurements_and_alerts_are_upserted_once_and_land_in_the_lake(
     iot_env: Any, faust_app: Any, captured_sends: CapturedSends
 ) -> None:
@@ -41,14 +47,17 @@ async def test_measurements_and_alerts_are_upserted_once_and_land_in_the_lake(
     calm = measurement(patient_b, seconds=5, message_id="m-calm")
     async with process_vitals.test_context() as agent:
         await put_and_wait(agent, [crisis, calm], key=patient_a)
-        await put_and_wait(agent, [crisis], key=patient_a)  # the same message sent again
+        copies_before = skipped_copies()
+        await put_and_wait(agent, [crisis], key=patient_a)  # the same message sent again: a new offset, same id
         lake = get_settings().lake_path
-        await wait_for(lambda: read_dataset(lake, "raw/iot_measurements").num_rows == 3)
+        await wait_for(lambda: read_dataset(lake, "raw/iot_measurements").num_rows == 2)
+        assert skipped_copies() == copies_before + 1
     assert await count_rows(IotMeasurementRow) == 2
     assert await count_rows(IotAlertRow) == 3
     lake = get_settings().lake_path
-    raw = read_dataset(lake, "raw/iot_measurements")  # the raw log keeps each offset once, resends included
-    assert sorted(set(raw.column("message_id").to_pylist())) == ["m-calm", "m-crisis"]
+    raw = read_dataset(lake, "raw/iot_measurements")  # the resent copy is neither stored nor alerted again
+    assert sorted(raw.column("message_id").to_pylist()) == ["m-calm", "m-crisis"]
+    assert read_dataset(lake, "bronze/iot_alerts").num_rows == 3
     assert set(raw.column("patient_id").to_pylist()) == {patient_a, patient_b}
     assert set(raw.column("date").to_pylist()) == {"2026-11-23"}
     assert (lake / f"raw/iot_measurements/date=2026-11-23/patient_id={patient_a}").is_dir()

@@ -183,9 +183,7 @@ def simulated_run(worker: WorkerProcess, pg_url: str, lake: Path) -> dict[str, A
             stored = asyncio.run(pg_scalar(pg_url, "SELECT count(*) FROM iot_measurements"))
         except ProgrammingError:  # the worker creates its tables with its first batch
             continue
-        # a client resend after a timeout arrives again at a new offset: the raw lake keeps what arrived,
-        # PostgreSQL one row per message_id, so the two agree on distinct message ids
-        raw = len(set(read_dataset(lake, "raw/iot_measurements").column("message_id").to_pylist()))
+        raw = read_dataset(lake, "raw/iot_measurements").num_rows  # a resent copy is skipped by its id
         windows = read_dataset(lake, "bronze/iot_aggregations")
         statuses = read_dataset(lake, "bronze/device_status")
         simulated = {pseudonym(worker, p) for p in patients}
@@ -209,8 +207,7 @@ async def test_a_simulated_run_lands_in_five_lake_datasets_matching_postgresql(
     assert simulated_run["http"] > 250 and simulated_run["kafka"] == 90
     tables = {name: read_dataset(lake, name) for name in DATASETS}
     assert all(table.num_rows > 0 for table in tables.values())
-    assert len(set(tables["raw/iot_measurements"].column("message_id").to_pylist())) == await pg_scalar(
-        pg_url, "SELECT count(*) FROM iot_measurements")
+    assert tables["raw/iot_measurements"].num_rows == await pg_scalar(pg_url, "SELECT count(*) FROM iot_measurements")
     assert tables["bronze/iot_alerts"].num_rows == await pg_scalar(pg_url, "SELECT count(*) FROM iot_alerts")
     assert tables["silver/critical_alerts"].num_rows == await pg_scalar(
         pg_url, "SELECT count(DISTINCT message_id) FROM iot_alerts WHERE severity = 'critical'")
