@@ -99,6 +99,26 @@ def _rejoin(app: Any) -> None:
     thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
 
 
+def next_offsets_to_read(app: Any, assigned: list[Any]) -> dict[Any, int | None]:
+    """The next offset each partition's delivery will hand over. The batch-draining consumer counts every
+    message it delivers, undecodable ones (dead-lettered before any stream sees them) included; Faust's
+    monitor counts what streams read; before either, the committed offset."""
+    consumer = app.consumer
+    delivered = getattr(consumer, "_last_delivered", None)
+    consumer_reads = getattr(consumer, "_read_offset", {})
+    monitor_reads = dict(app.monitor.tp_read_offsets or {})
+    found: dict[Any, int | None] = {}
+    for tp in assigned:
+        position = consumer_reads.get(tp) if delivered is not None else None
+        if delivered is not None and position is not None:  # the last delivered, or after a seek the next
+            found[tp] = position + 1 if delivered.get(tp) == position else position
+        elif monitor_reads.get(tp) is not None:
+            found[tp] = monitor_reads[tp] + 1
+        else:
+            found[tp] = consumer._committed_offset.get(tp)
+    return found
+
+
 async def check(app: Any, watch: StallWatch, now: float | None = None) -> list[Any]:
     """One round: find stalled partitions and apply the next remedy; returns the stalled partitions."""
     now = time.monotonic() if now is None else now
@@ -110,12 +130,7 @@ async def check(app: Any, watch: StallWatch, now: float | None = None) -> list[A
         return []
     if not assigned:
         return []
-    read_offsets = dict(app.monitor.tp_read_offsets or {})
-    committed = app.consumer._committed_offset
-    read: dict[Any, int | None] = {}
-    for tp in assigned:
-        offset = read_offsets.get(tp)
-        read[tp] = offset + 1 if offset is not None else committed.get(tp)
+    read = next_offsets_to_read(app, assigned)
     try:
         ends = await app.consumer.highwaters(*assigned)
     except Exception as exc:  # broker away: not a stall of ours

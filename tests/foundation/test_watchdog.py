@@ -135,3 +135,19 @@ async def test_a_sink_holding_its_agent_while_it_retries_is_back_pressure_not_a_
         health.mark_recovered("sink:db:iot")
     assert await watchdog.check(app, watch, now=31) == []  # the clock starts when the sink is back
     assert await watchdog.check(app, watch, now=36) == [A]
+
+
+async def test_messages_the_consumer_delivers_count_as_progress_even_if_no_stream_reads_them() -> None:
+    """Undecodable messages are dead-lettered on delivery: the streams' read offsets stand still meanwhile."""
+    consumer = FakeConsumer({A: 100})
+    consumer._last_delivered = {A: 40}
+    consumer._read_offset = defaultdict(lambda: None, {A: 40})
+    app = FakeApp(consumer, {A: 9})  # the monitor saw offset 9 only
+    watch = StallWatch(timeout_s=5)
+    await watchdog.check(app, watch, now=0)
+    consumer._last_delivered[A] = consumer._read_offset[A] = 70
+    assert await watchdog.check(app, watch, now=6) == []
+    assert await watchdog.check(app, watch, now=11) == [A]  # 71..99 still waiting and nothing delivered since
+    consumer._last_delivered[A] = consumer._read_offset[A] = 99
+    assert await watchdog.check(app, watch, now=12) == []
+    assert await watchdog.check(app, watch, now=30) == []  # read to the end: nothing waits, no stall

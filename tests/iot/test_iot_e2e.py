@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from lake.writer import read_dataset
 from streamapp.iot.pseudonym import pseudonym_under
 from streamapp.simulators.iot import IotSimulator
+from tests.kafka_helpers import skip_what_earlier_tests_left
 from tests.services import sql_scalar as pg_scalar
 from tests.worker import FAUST, PROJECT, WorkerProcess
 
@@ -68,6 +69,7 @@ def worker(kafka: Any, pg_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         "STREAMAPP_WINDOW_GRACE_SECONDS": "2",
         "STREAMAPP_DEVICE_SILENCE_SECONDS": "3",
     })
+    asyncio.run(skip_what_earlier_tests_left(kafka.bootstrap, process.app_id))
     process.start()
     yield process
     process.stop()
