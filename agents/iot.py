@@ -161,10 +161,6 @@ class VitalsPipeline:
         in_batch: set[str] = set()
         for event in events:
             measurement = cast(IotMeasurement, event.value)
-            if measurement.message_id in self.stored_ids or measurement.message_id in in_batch:
-                outcome.copies.append(event)
-                continue
-            in_batch.add(measurement.message_id)
             problems = vital_problems(measurement.measurements.asdict())
             try:
                 event_time = parse_timestamp(measurement.timestamp)
@@ -173,6 +169,11 @@ class VitalsPipeline:
             if problems:
                 outcome.invalid.append((event, problems))
                 continue
+            message_id = measurement.message_id
+            if message_id and (message_id in self.stored_ids or message_id in in_batch):
+                outcome.copies.append(event)
+                continue
+            in_batch.add(message_id)
             if not is_pseudonym(measurement.patient_id):  # a producer that skipped the ingestion view
                 measurement.patient_id = pseudonymise(measurement.patient_id)
             vitals = tuple(float(getattr(measurement.measurements, name)) for name in VITALS)
