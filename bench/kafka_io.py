@@ -107,6 +107,8 @@ async def end_offsets(bootstrap: str, topic: str) -> int:
 async def commit_to_end(bootstrap: str, group: str, topic: str) -> None:
     """Commit `group`'s offsets at the end of `topic`, so a worker of that group skips what is already there."""
     partitions = await topic_partitions(bootstrap, topic)
+    if not partitions:  # no such topic yet: nothing to skip
+        return
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -59,13 +60,14 @@ async def refresh_consumer_lag() -> None:
     update_consumer_lag(app)
 
 
-_stall_watches: list[StallWatch] = []  # one, made at the first round (settings are read at run time)
+@functools.cache
+def _stall_watch() -> StallWatch:
+    """The worker's one watch, made at the first round (settings are read at run time, not import)."""
+    return StallWatch(get_settings().stall_timeout_s)
 
 
 @app.timer(interval=2.0)
 async def watch_for_stalls() -> None:
     """Partitions this worker stopped reading while messages wait: see `streamapp.watchdog`."""
-    if not _stall_watches:
-        _stall_watches.append(StallWatch(get_settings().stall_timeout_s))
-    if _stall_watches[0].timeout_s > 0:
-        await check_for_stalls(app, _stall_watches[0])
+    if _stall_watch().timeout_s > 0:
+        await check_for_stalls(app, _stall_watch())
