@@ -685,7 +685,12 @@ class KafkaBroker(ManagedServer):
 
 
 def _kafka_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A random base64url id; never one starting with `-`, which the storage tool would read as an option
+    (Kafka's own `Uuid.randomUuid` skips those too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class KafkaCluster:

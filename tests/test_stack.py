@@ -125,3 +125,13 @@ def test_unknown_service_is_refused() -> None:
         from streamapp.stack import _parse_only
 
         _parse_only("kafka,redis")
+
+
+def test_kafka_cluster_ids_never_start_with_a_dash() -> None:
+    """The storage tool reads `-t -xyz` as an option: about one random id in 64 starts with `-`."""
+    from streamapp.stack import _kafka_cluster_id
+
+    ids = [_kafka_cluster_id() for _ in range(3000)]
+    assert all(len(cluster_id) == 22 for cluster_id in ids)
+    assert not [cluster_id for cluster_id in ids if cluster_id.startswith("-")]
+    assert len(set(ids)) == len(ids)
