@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import math
+import sys
+import threading
 import types
 import typing
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,41 +90,286 @@ async def send_dead_letter(
 
 def type_problems(value: Any, expected: Any, path: str = "value") -> list[str]:
     """Where a decoded value does not have its declared JSON type (Faust does not check, and builds nested
-    records lazily, so a wrong type would raise inside the agent instead of becoming a dead letter)."""
+    records lazily, so a wrong type would raise inside the agent instead of becoming a dead letter).
+
+    Called for every decoded message: the checks for `expected` are compiled once (`compile_checker`)."""
+    compiled = _compiled(expected)
+    return [] if compiled.ok(value) else compiled.report(value, path)
+
+
+def compile_checker(expected: Any) -> Callable[[Any, str], list[str]]:
+    """`check(value, path)`, the same answer as `type_problems(value, expected, path)`; one per type."""
+    return _compiled(expected).check
+
+
+# How the checks are compiled. For each type, two closures that agree on every value:
+# - `ok(value) -> bool`, the per-message path: isinstance tests, no path strings, no lists;
+# - `report(value, path) -> list[str]`, the messages, only called once `ok` has said no (or to check it).
+# Reading a record's field may build a nested record now, which may raise: `_Broken`. `ok` reads each field
+# once; `report` reads them again (Faust keeps a nested record it built, and raises again for a broken one).
+
+_Ok = Callable[[Any], bool]
+_Report = Callable[[Any, str], list[str]]
+
+
+class _Compiled:
+    __slots__ = ("ok", "report", "check")
+
+    def __init__(self, ok: _Ok, report: _Report) -> None:
+        self.ok = ok
+        self.report = report
+
+        def check(value: Any, path: str = "value") -> list[str]:
+            return [] if ok(value) else report(value, path)
+
+        self.check = check
+
+
+_CACHE: dict[Any, _Compiled] = {}
+_COMPILING = threading.RLock()
+
+
+def _compiled(expected: Any) -> _Compiled:
+    key = _key(expected)
+    try:
+        return _CACHE[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable annotation: compile it for this call only
+        return _build(expected, {})
+    with _COMPILING:  # a record is published once all its fields are compiled, even if it refers to itself
+        found = _CACHE.get(key)
+        if found is None:
+            building: dict[Any, _Compiled] = {}
+            found = _build(expected, building)
+            _CACHE.update(building)
+        return found
+
+
+def _key(expected: Any) -> Any:
+    """What the cache knows a type by. Not the type itself: `int | str == str | int`, but a value that is
+    neither is reported against the first option, so the order of a union's options matters."""
+    if isinstance(expected, type):
+        return expected
+    args = typing.get_args(expected)
+    if not args:
+        return expected
+    return typing.get_origin(expected), tuple(_key(arg) for arg in args)
+
+
+def _build(expected: Any, building: dict[Any, _Compiled]) -> _Compiled:
+    """Compile `expected`, reusing what is cached or being compiled (`building`, keyed like the cache)."""
+    key = _key(expected)
+    try:
+        found = _CACHE.get(key) or building.get(key)
+    except TypeError:
+        key, found = None, None
+    if found is not None:
+        return found
     origin, args = typing.get_origin(expected), typing.get_args(expected)
     if expected is Any:
-        return []
+        compiled = _ANY
+    elif origin in (typing.Union, types.UnionType):
+        compiled = _build_union(args, building)
+    elif isinstance(expected, type) and issubclass(expected, faust.Record):
+        return _build_record(expected, key, building)  # registers itself before compiling its fields
+    elif expected is float:
+        compiled = _FLOAT
+    elif expected is int:
+        compiled = _INT
+    elif expected in (str, bool, bytes):
+        compiled = _instance_of(expected)
+    elif origin is list:
+        compiled = _build_list(_build(args[0], building) if args else _NO_ARGUMENT)
+    elif origin is dict:
+        compiled = _build_dict(_build(args[1], building) if len(args) > 1 else _NO_ARGUMENT)
+    else:
+        compiled = _UNKNOWN
+    if key is not None:
+        building[key] = compiled
+    return compiled
+
+
+def _broken(value: Any, path: str) -> list[str]:
+    return [f"{path}: {value.exc}"]
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+def _nothing(value: Any, path: str) -> list[str]:
+    return []
+
+
+_ANY = _Compiled(_always, _nothing)
+
+
+def _not_broken(value: Any) -> bool:
+    return not isinstance(value, _Broken)
+
+
+def _unknown_report(value: Any, path: str) -> list[str]:
+    return _broken(value, path) if isinstance(value, _Broken) else []
+
+
+_UNKNOWN = _Compiled(_not_broken, _unknown_report)  # a kind JSON has no check for: only a broken field fails
+
+
+def _finite_number(value: Any) -> bool:
+    if value.__class__ is float:
+        return math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, int):  # a JSON integer of hundreds of digits is no float (isfinite would raise)
+        return -sys.float_info.max <= value <= sys.float_info.max
+    return math.isfinite(value)
+
+
+def _float_report(value: Any, path: str) -> list[str]:
     if isinstance(value, _Broken):
-        return [f"{path}: {value.exc}"]
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
+        return _broken(value, path)
+    return [] if _finite_number(value) else [f"{path} must be a finite number"]
+
+
+_FLOAT = _Compiled(_finite_number, _float_report)
+
+
+def _integer(value: Any) -> bool:
+    return value.__class__ is int or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def _int_report(value: Any, path: str) -> list[str]:
+    if isinstance(value, _Broken):
+        return _broken(value, path)
+    return [] if _integer(value) else [f"{path} must be an integer"]
+
+
+_INT = _Compiled(_integer, _int_report)
+
+
+def _instance_of(kind: type) -> _Compiled:
+    message = f" must be of type {kind.__name__}"
+
+    def report(value: Any, path: str) -> list[str]:
+        if isinstance(value, _Broken):
+            return _broken(value, path)
+        return [] if isinstance(value, kind) else [path + message]
+
+    return _Compiled(functools.partial(type.__instancecheck__, kind), report)
+
+
+def _missing_argument(*_: Any) -> Any:
+    raise IndexError("tuple index out of range")  # what a bare `List`/`Dict` annotation always did here
+
+
+_NO_ARGUMENT = _Compiled(_missing_argument, _missing_argument)
+
+
+def _build_union(args: tuple[Any, ...], building: dict[Any, _Compiled]) -> _Compiled:
+    none_allowed = type(None) in args
+    options = [_build(arg, building) for arg in args if arg is not type(None)]
+    oks = tuple(option.ok for option in options)
+    reports = tuple(option.report for option in options)
+    accepts_broken = _always in oks  # `Any | ...`: a broken field is still a problem
+
+    def report(value: Any, path: str) -> list[str]:
+        if isinstance(value, _Broken):
+            return _broken(value, path)
+        if value is None and none_allowed:
             return []
-        options = [arg for arg in args if arg is not type(None)]
-        found = [type_problems(value, option, path) for option in options]
+        found = [option_report(value, path) for option_report in reports]
         return [] if any(not problems for problems in found) else found[0]
-    if isinstance(expected, type) and issubclass(expected, faust.Record):
-        if isinstance(value, expected):
-            fields = expected._options.fields
-            return [problem for name, kind in fields.items()
-                    for problem in type_problems(_field(value, name), kind, f"{path}.{name}")]
-        return [f"{path} must be an object"]
-    if expected is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        return [] if ok else [f"{path} must be a finite number"]
-    if expected is int:
-        return [] if isinstance(value, int) and not isinstance(value, bool) else [f"{path} must be an integer"]
-    if expected in (str, bool, bytes):
-        return [] if isinstance(value, expected) else [f"{path} must be of type {expected.__name__}"]
-    if origin is list:
+
+    def ok(value: Any) -> bool:
+        if accepts_broken and isinstance(value, _Broken):
+            return False
+        if value is None and none_allowed:
+            return True
+        for option_ok in oks:
+            if option_ok(value):
+                return True
+        return False
+
+    if len(oks) == 1 and not accepts_broken:  # `X | None`, the usual union
+        (only,) = oks
+
+        def optional_ok(value: Any) -> bool:
+            return value is None or only(value)
+
+        return _Compiled(optional_ok if none_allowed else only, report)
+    return _Compiled(ok, report)
+
+
+def _build_record(record: type, key: Any, building: dict[Any, _Compiled]) -> _Compiled:
+    fields: tuple[tuple[str, _Ok, _Report], ...] = ()  # set below, once the fields can find this record
+
+    def ok(value: Any) -> bool:
+        if not isinstance(value, record):
+            return False
+        for name, field_ok, _ in fields:
+            try:
+                item = getattr(value, name)  # builds a nested record now
+            except (TypeError, ValueError) as exc:
+                item = _Broken(exc)
+            if not field_ok(item):
+                return False
+        return True
+
+    def report(value: Any, path: str) -> list[str]:
+        if isinstance(value, _Broken):
+            return _broken(value, path)
+        if not isinstance(value, record):
+            return [f"{path} must be an object"]
+        return [problem for name, _, field_report in fields
+                for problem in field_report(_field(value, name), f"{path}.{name}")]
+
+    compiled = _Compiled(ok, report)
+    if key is not None:
+        building[key] = compiled
+    built = ((name, _build(kind, building)) for name, kind in record._options.fields.items())  # type: ignore[attr-defined]
+    fields = tuple((name, field.ok, field.report) for name, field in built)
+    return compiled
+
+
+def _build_list(item: _Compiled) -> _Compiled:
+    item_ok, item_report = item.ok, item.report
+
+    if item is _ANY:
+        def ok(value: Any) -> bool:
+            return isinstance(value, list)
+    else:
+        def ok(value: Any) -> bool:
+            return isinstance(value, list) and all(map(item_ok, value))
+
+    def report(value: Any, path: str) -> list[str]:
+        if isinstance(value, _Broken):
+            return _broken(value, path)
         if not isinstance(value, list):
             return [f"{path} must be a list"]
-        return [problem for i, item in enumerate(value) for problem in type_problems(item, args[0], f"{path}[{i}]")]
-    if origin is dict:
+        return [problem for i, element in enumerate(value) for problem in item_report(element, f"{path}[{i}]")]
+
+    return _Compiled(ok, report)
+
+
+def _build_dict(item: _Compiled) -> _Compiled:
+    item_ok, item_report = item.ok, item.report
+
+    if item is _ANY:
+        def ok(value: Any) -> bool:
+            return isinstance(value, dict)
+    else:
+        def ok(value: Any) -> bool:
+            return isinstance(value, dict) and all(map(item_ok, value.values()))
+
+    def report(value: Any, path: str) -> list[str]:
+        if isinstance(value, _Broken):
+            return _broken(value, path)
         if not isinstance(value, dict):
             return [f"{path} must be an object"]
-        return [problem for key, item in value.items()
-                for problem in type_problems(item, args[1], f"{path}.{key}")]
-    return []
+        return [problem for key, element in value.items() for problem in item_report(element, f"{path}.{key}")]
+
+    return _Compiled(ok, report)
 
 
 def _field(record: Any, name: str) -> Any:
