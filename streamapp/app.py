@@ -20,6 +20,15 @@ class StreamApp(faust.App):
         self._default_options = (get_settings().app_id, defaults)
         return super()._load_settings(silent=silent)
 
+    def on_init_dependencies(self) -> Any:
+        """Leave out the agents and tasks of pipelines this worker does not run (`STREAMAPP_PIPELINES`)."""
+        from streamapp.pipelines import leave_out_disabled
+
+        dropped = leave_out_disabled(self, get_settings().pipelines)
+        if dropped:
+            self.log.info("pipelines not run by this worker, left out: %s", ", ".join(dropped))
+        return super().on_init_dependencies()
+
     def _new_transport(self) -> Any:
         """Kafka through `BatchDrainingTransport` (fewer tasks per message); other schemes as Faust has them."""
         url = self.conf.broker_consumer[0]

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     gc_young_threshold: int = 50_000  # allocations between young collections in a worker (Python: 700); 0 keeps Python's
 
     # sinks
-    lake_flush_rows: int = 5000
+    lake_flush_rows: int = 20_000  # rows buffered (all datasets of a sink) before a background flush; the agent waits at 3x
     lake_flush_seconds: float = 5.0
     sink_retry_max_s: float = 30.0
 
@@ -118,7 +118,23 @@ class Settings(BaseSettings):
 
     # consumer safety: how a worker reads its partitions (streamapp/fast_transport.py, streamapp/watchdog.py)
     batch_draining_consumer: bool = Field(default=True)  # one flow guard per fetched batch; False: Faust's own loop
+    consumer_fetch_max_wait_ms: int = Field(default=100, ge=0)  # the broker answers a fetch with no new data after this (Faust: 1500)
     stall_timeout_s: float = Field(default=20.0, ge=0)  # partitions unread this long while messages wait and no batch runs: resume, rejoin; 0 = off
+    # which pipelines' agents this worker runs (comma-separated: iot, features, anomalies, rul, returns); a
+    # worker started with a subset reads only those topics (give it its own STREAMAPP_APP_ID)
+    pipelines: str = Field(default="iot,features,anomalies,rul,returns")
+
+    @field_validator("pipelines", mode="after")
+    @classmethod
+    def _known_pipelines(cls, value: str) -> str:
+        from streamapp.pipelines import PIPELINE_MODULES
+
+        chosen = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = sorted(set(chosen) - set(PIPELINE_MODULES))
+        if unknown or not chosen:
+            raise ValueError(f"unknown pipeline(s) {', '.join(unknown) or '(none given)'}; choose among "
+                             f"{', '.join(PIPELINE_MODULES)}")
+        return ",".join(chosen)
 
     @field_validator("var_dir", mode="after")
     @classmethod
