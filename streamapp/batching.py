@@ -34,6 +34,11 @@ class AdaptiveBatchSize:
 
 POLL_S = 0.002  # how often an under-filled batch looks for more events while it may still wait
 
+try:  # Faust's Cython stream iterator (built with faust-streaming's wheels)
+    from faust._cython.streams import StreamIterator as _FastStreamIterator
+except ImportError:  # pragma: no cover - pure-Python Faust
+    _FastStreamIterator = None
+
 
 async def micro_batches(
     stream: StreamT, *, agent: str, max_size: int | None = None, within_s: float | None = None
@@ -42,12 +47,13 @@ async def micro_batches(
 
     A batch is handed over as soon as it reaches the adaptive size (which grows under load, shrinks
     when idle or slow, up to `max_size`), or when no more events are buffered and its first event has
-    waited `within_s`. Events are taken straight from the stream (no background take buffer)."""
+    waited `within_s`. Events are taken straight from the stream's queue through Faust's Cython
+    iterator (no nested generators, no background take buffer)."""
     settings = get_settings()
     limit = max_size or settings.batch_max_size
     within = within_s if within_s is not None else settings.batch_max_wait_s
     queue = getattr(stream.channel, "queue", None)
-    if queue is None:  # a stream over something else than a channel: Faust's timed take
+    if queue is None or _FastStreamIterator is None:  # a stream over something else: Faust's timed take
         async for events in cast(Any, stream).noack_take(limit, within=within):
             _observe(agent, events)
             yield events  # type: ignore[misc]
@@ -55,9 +61,20 @@ async def micro_batches(
     sizer = AdaptiveBatchSize(minimum=1, maximum=limit)
     batch: list[EventT] = []
     first_at = 0.0
+    faust_stream = cast(Any, stream)
+    skipped = faust_stream._skipped_value
     enable_acks, stream.enable_acks = stream.enable_acks, False  # the caller acks (as noack_take does)
+    faust_stream._finalized = True
+    started_here = await faust_stream.maybe_start()
+    iterator = _FastStreamIterator(stream)
     try:
-        async for event in stream.events():
+        while not faust_stream.should_stop:
+            value, sensor_state = await iterator.next()
+            event, faust_stream.current_event = faust_stream.current_event, None
+            if value is skipped or event is None:  # an old generation's message: Faust acks it unseen
+                iterator.after(event, value is skipped, sensor_state)
+                continue
+            iterator.after(event, False, sensor_state)  # the stream is done with it; acked by `acknowledge`
             if not batch:
                 first_at = time.perf_counter()
             batch.append(event)
@@ -74,8 +91,14 @@ async def micro_batches(
             handed = time.perf_counter()
             yield events
             sizer.update(len(events) if full else 0, time.perf_counter() - handed)
+    except StopAsyncIteration:  # a stream over a finite channel ended
+        return
     finally:
         stream.enable_acks = enable_acks
+        faust_stream._channel_stop_iteration(stream.channel)
+        if started_here:
+            await faust_stream.stop()
+            faust_stream.service_reset()
 
 
 def _observe(agent: str, events: Sequence[EventT]) -> None:
@@ -84,10 +107,19 @@ def _observe(agent: str, events: Sequence[EventT]) -> None:
         metrics.consumed_total.labels(events[0].message.topic).inc(len(events))
 
 
-async def ack_events(stream: StreamT, events: Sequence[EventT]) -> None:
-    """Mark events as done so their offsets can be committed."""
+def acknowledge(stream: StreamT, events: Sequence[EventT]) -> None:
+    """Mark events as done so their offsets can be committed (what `Stream.ack` does, without a
+    coroutine per event; the stream already reported each event out when it handed it over)."""
+    message_out = cast(Any, stream)._on_message_out
     for event in events:
-        await stream.ack(event)
+        if event.ack():  # the last stream holding the message: the consumer may commit its offset
+            message = event.message
+            message_out(message.tp, message.offset, message)
+
+
+async def ack_events(stream: StreamT, events: Sequence[EventT]) -> None:
+    """`acknowledge`, for callers that await their acks."""
+    acknowledge(stream, events)
 
 
 _batches_in_flight: dict[int, float] = {}  # id of a running BatchTimer -> monotonic start

@@ -40,8 +40,21 @@ def tune_garbage_collector() -> None:
         gc.set_threshold(threshold, middle, old)
 
 
+class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread with the broker's fetch wait from the settings (Faust hard-codes 1.5 s:
+    a fetch for partitions without new data holds the partitions of the next fetch back that long)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = get_settings().consumer_fetch_max_wait_ms  # read when it starts its fetcher
+        return consumer
+
+
 class BatchDrainingConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with one flow-suspension guard per fetched batch instead of per message."""
+
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return ShortFetchWaitThread(self, loop=self.loop, beacon=self.beacon)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
