@@ -8,6 +8,7 @@ after a crash never adds a row twice. Files are written under a hidden temporary
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -36,6 +37,7 @@ class SourcePosition:
     delivery: int = field(default=0, compare=False)
 
 
+@functools.lru_cache(maxsize=65536, typed=True)
 def _safe(value: Any) -> str:
     text = "__HIVE_DEFAULT_PARTITION__" if value is None or value == "" else str(value)
     return quote(text, safe="-_.")
@@ -79,32 +81,42 @@ class LakeDataset:
         return self._high_water[key]
 
     def write(self, rows: Iterable[tuple[dict[str, Any], SourcePosition]]) -> int:
-        """Write rows (blocking: call it from an executor). Returns how many rows were new."""
-        groups: dict[tuple[str, int, str], list[tuple[dict[str, Any], int]]] = defaultdict(list)
-        for row, position in rows:
-            groups[(position.topic, position.partition, self._hive_dir(row))].append((row, position.offset))
-        written = 0
+        """Write rows (blocking: call it from an executor). Returns how many rows were new.
+
+        The new rows are converted to Arrow columns once, grouped by (source partition, Hive partition),
+        and each group is written as a slice of that one table (one file per group)."""
+        entries = list(rows)
+        groups: dict[tuple[str, int, str], list[int]] = defaultdict(list)
+        hive_dir = self._hive_dir
+        for index, (row, position) in enumerate(entries):
+            groups[(position.topic, position.partition, hive_dir(row))].append(index)
         with self._lock:
-            for (topic, partition, hive_dir), members in groups.items():
-                done_up_to = self._written_up_to(topic, partition, hive_dir)
-                fresh = [(row, offset) for row, offset in members if offset > done_up_to]
-                if not fresh:
-                    continue
-                first = min(offset for _, offset in fresh)
-                last = max(offset for _, offset in fresh)
-                directory = self.path / hive_dir if hive_dir else self.path
+            chosen: list[tuple[tuple[str, int, str], list[int]]] = []
+            for key, members in groups.items():
+                done_up_to = self._written_up_to(*key)
+                fresh = [index for index in members if entries[index][1].offset > done_up_to]
+                if fresh:
+                    chosen.append((key, fresh))
+            if not chosen:
+                return 0
+            order = [index for _, fresh in chosen for index in fresh]
+            columns = {f.name: [entries[index][0].get(f.name) for index in order] for f in self._file_schema}
+            table = pa.Table.from_pydict(columns, schema=self._file_schema)
+            start = 0
+            for (topic, partition, directory_name), fresh in chosen:
+                offsets = [entries[index][1].offset for index in fresh]
+                first, last = min(offsets), max(offsets)
+                directory = self.path / directory_name if directory_name else self.path
                 directory.mkdir(parents=True, exist_ok=True)
-                columns = {f.name: [row.get(f.name) for row, _ in fresh] for f in self._file_schema}
-                table = pa.Table.from_pydict(columns, schema=self._file_schema)
                 final = directory / f"part-{topic}-{partition}-{first}-{last}.parquet"
                 temporary = directory / f".{final.name}.{os.getpid()}.tmp"
-                pq.write_table(table, temporary, compression="zstd")
+                pq.write_table(table.slice(start, len(fresh)), temporary, compression="zstd")
+                start += len(fresh)
                 with open(temporary, "rb") as handle:
                     os.fsync(handle.fileno())
                 os.replace(temporary, final)
-                self._high_water[(topic, partition, hive_dir)] = last
-                written += len(fresh)
-        return written
+                self._high_water[(topic, partition, directory_name)] = last
+        return len(order)
 
 
 def read_dataset(root: Path, name: str) -> pa.Table:

@@ -45,6 +45,7 @@ from faust.types import EventT, StreamT  # noqa: E402
 
 from lake.sink import LakeSink  # noqa: E402
 from lake.writer import LakeDataset, SourcePosition  # noqa: E402
+from streamapp.batching import acknowledge  # noqa: E402
 
 _lake_sinks: list[LakeSink] = []
 
@@ -73,19 +74,48 @@ async def flush_lake(sink: LakeSink) -> int:
     return written
 
 
+# a sink whose writer is this many flushes behind makes its agent wait (bounded memory, back-pressure)
+BUFFERED_FLUSHES_MAX = 3
+_running_flushes: dict[int, asyncio.Task[int]] = {}
+
+
+def flush_in_background(sink: LakeSink) -> asyncio.Task[int]:
+    """Start a flush of `sink` unless one is running; the running or new flush."""
+    task = _running_flushes.get(id(sink))
+    if task is None or task.done():
+        task = asyncio.ensure_future(flush_lake(sink))
+        _running_flushes[id(sink)] = task
+    return task
+
+
 async def ack_after_lake(sink: LakeSink, stream: StreamT, events: list[EventT]) -> None:
-    """Acknowledge `events` once the lake holds their rows; flush now if the sink is due."""
+    """Acknowledge `events` once the lake holds their rows. A due sink is flushed in the background,
+    so the agent goes on with its next batch meanwhile; it waits only when the writer falls behind by
+    `BUFFERED_FLUSHES_MAX` flushes' worth of rows."""
 
-    async def acknowledge() -> None:
-        for event in events:
-            await stream.ack(event)
+    async def acknowledge_events() -> None:
+        acknowledge(stream, events)
 
-    sink.on_flushed(acknowledge)
+    sink.on_flushed(acknowledge_events)
+    while sink.buffered_rows >= sink.flush_rows * BUFFERED_FLUSHES_MAX:
+        await flush_in_background(sink)
     if sink.due():
-        await flush_lake(sink)
+        flush_in_background(sink)
+
+
+_drains: list[Callable[[], Awaitable[None]]] = []
+
+
+def drain_before_forced_flush(drain: Callable[[], Awaitable[None]]) -> None:
+    """`drain` (an agent's wait for the batches it is still storing) runs before every forced flush, so
+    those batches' acks are registered and the flush at a rebalance or a shutdown acknowledges them."""
+    _drains.append(drain)
 
 
 async def flush_due_lake_sinks(force: bool = False) -> None:
+    if force:
+        for drain in list(_drains):
+            await drain()
     for sink in list(_lake_sinks):
         if force or sink.due():
             await flush_lake(sink)
