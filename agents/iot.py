@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,10 +35,18 @@ from streamapp.iot.pseudonym import is_pseudonym, pseudonymise
 from streamapp.iot.rules import CRITICAL, fired_rules
 from streamapp.iot.validation import VITALS, ingest_error, parse_timestamp, vital_problems
 from streamapp.iot.windows import TumblingVitals
+from streamapp.publishing import Outgoing, publish_confirmed
 from streamapp.recent_ids import RecentIds
 from streamapp.records import DeviceStatus, IotMeasurement, VitalAlert, VitalsWindow
 from streamapp.settings import VitalThresholds, get_settings
-from streamapp.sinks import ack_after_lake, lake_dataset, lake_sink, position_of, write_with_retry
+from streamapp.sinks import (
+    ack_after_lake,
+    drain_before_forced_flush,
+    lake_dataset,
+    lake_sink,
+    position_of,
+    write_with_retry,
+)
 from streamapp.topics import (
     iot_aggregations_topic,
     iot_alerts_topic,
@@ -52,6 +59,7 @@ from tables.vitals import EMITTED_WINDOWS_KEPT, device_last_seen, emitted_window
 log = logging.getLogger(__name__)
 AGENT = "iot"
 HOUSEKEEPING_INTERVAL_S = 1.0
+STORES_IN_FLIGHT = 2  # batches stored concurrently while the next one is folded
 MEASUREMENTS_TABLE = cast(Table, IotMeasurementRow.__table__)
 ALERTS_TABLE = cast(Table, IotAlertRow.__table__)
 
@@ -139,6 +147,7 @@ class VitalsPipeline:
         self.lock = asyncio.Lock()
         self.schema_ready = False
         self.stored_ids = RecentIds(settings.recent_ids_kept)
+        self.storing: set[asyncio.Future[None]] = set()  # batches whose rows and acks are under way
         self.sink: LakeSink = lake_sink("iot", [
             lake_dataset("raw/iot_measurements", MEASUREMENTS_SCHEMA, ["date", "patient_id"]),
             lake_dataset("bronze/iot_alerts", ALERTS_SCHEMA, ["date"]),
@@ -207,6 +216,9 @@ class VitalsPipeline:
         return outcome
 
     async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
+        """Fold the batch and publish its alerts, statuses and window finals (awaited: the latency that
+        matters), then hand the storing and the acks to a background task, so that the next batch is
+        folded while this one's rows go to PostgreSQL and the lake (at most `STORES_IN_FLIGHT` at once)."""
         async with self.lock:
             outcome = self.fold(events, time.time())
             alerts = [alert for item in outcome.accepted + outcome.late for alert in item.alerts]
@@ -218,9 +230,26 @@ class VitalsPipeline:
             for patient, partition in outcome.touched.items():  # changelogged once the finals are out
                 store(vitals_5min, patient, vitals_5min.data[patient], partition)
                 store(device_last_seen, patient, device_last_seen.data[patient], partition)
+            stored = outcome.accepted + outcome.late + outcome.replayed
+            rows = [measurement_row(item) for item in stored]
+            # a copy in the next batch is skipped even while these rows are still being written: both stay
+            # unacknowledged until then, so a crash brings both back
+            self.stored_ids.remember([row["message_id"] for row in rows])
+            self.add_lake_rows(stored, rows)  # acknowledged only once stored below and flushed
         delivered = time.time()
         for alert in alerts:
             metrics.seed_figures.record_alert(alert.alert_type, _seconds_since(alert.ingestion_timestamp, delivered))
+        while len(self.storing) >= STORES_IN_FLIGHT:
+            await asyncio.wait(self.storing, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.ensure_future(self.finish(stream, events, outcome, stored, rows))
+        self.storing.add(task)
+        task.add_done_callback(self.storing.discard)
+
+    async def finish(
+        self, stream: StreamT, events: Sequence[EventT], outcome: BatchOutcome, stored: list[Accepted],
+        rows: list[dict[str, Any]],
+    ) -> None:
+        """The rest of a batch: dead letters, database rows, then the acks (once the lake holds the rows)."""
         for event, problems in outcome.invalid:
             await reject(event, problems)
         for item in outcome.late:
@@ -228,15 +257,16 @@ class VitalsPipeline:
                 item.event, reason=LATE, agent=AGENT,
                 error=f"event time {item.measurement.timestamp} is older than the window grace period",
             )
-        stored = outcome.accepted + outcome.late + outcome.replayed
-        rows = [measurement_row(item) for item in stored]
         await self.store_rows(stored, rows)
-        self.add_lake_rows(stored, rows)
-        self.stored_ids.remember([row["message_id"] for row in rows])
         if outcome.copies:
             metrics.duplicates_skipped_total.labels(AGENT).inc(len(outcome.copies))
         metrics.seed_figures.record_processed(len(events))
         await ack_after_lake(self.sink, stream, list(events))
+
+    async def drain(self) -> None:
+        """Wait for the batches still being stored (before a flush at rebalance or shutdown)."""
+        while self.storing:
+            await asyncio.wait(set(self.storing))
 
     async def store_rows(self, stored: list[Accepted], rows: list[dict[str, Any]]) -> None:
         """Upsert measurements and alerts (idempotent by message_id / alert_id), retrying while the DB is down."""
@@ -307,21 +337,11 @@ class VitalsPipeline:
                 store(table, patient, value, value["partition"])
 
 
-async def publish(messages: Sequence[tuple[Any, str, Any]]) -> None:
-    """Send every message, then wait until the broker has them all (at-least-once before the ack)."""
-    if not messages:
-        return
-
-    async def send_all() -> None:
-        pending = [await topic.send(key=key, value=value) for topic, key, value in messages]
-        await asyncio.gather(*pending)
-
-    await write_with_retry("kafka:iot", send_all)  # a retry may repeat messages: consumers dedupe by id
-    counts: dict[str, int] = defaultdict(int)
-    for topic, _, _ in messages:
-        counts[topic.get_topic_name()] += 1
-    for name, count in counts.items():
-        metrics.published_total.labels(name).inc(count)
+async def publish(messages: Sequence[Outgoing]) -> None:
+    """Send every message and wait until the broker has them all, retrying while it cannot (a retry may
+    repeat messages: consumers dedupe by id)."""
+    if messages:
+        await write_with_retry("kafka:iot", lambda: publish_confirmed(messages))
 
 
 async def reject(event: EventT, problems: list[str]) -> None:
@@ -390,6 +410,7 @@ async def process_vitals(stream: StreamT) -> None:
     """Alerts, device status, windows and sinks for every measurement, a micro-batch at a time."""
     global _pipeline
     pipeline = _pipeline = VitalsPipeline()
+    drain_before_forced_flush(pipeline.drain)
     await pipeline.prepare()
     async for events in micro_batches(stream, agent=AGENT):
         timer = BatchTimer(AGENT)

@@ -29,6 +29,7 @@ from streamapp.db.migrate import ensure_schema
 from streamapp.db.orders import CustomerRow, EventRow, OrderRow, PredictionRow
 from streamapp.db.upsert import upsert
 from streamapp.deadletters import INVALID, MODEL_NOT_TRAINED, PROCESSING, send_dead_letter
+from streamapp.publishing import publish_confirmed
 from streamapp.records import ReturnPrediction
 from streamapp.returns_scoring import (
     parse_event_time,
@@ -154,13 +155,9 @@ async def _store(orders: list[dict[str, Any]], probabilities: list[float], versi
         for row in rows["predictions"]
     ]
 
-    async def publish() -> None:
-        pending = [await return_predictions_topic.send(key=p.event_id, value=p) for p in predictions]
-        for future in pending:
-            await future
-
-    await write_with_retry(f"kafka:{AGENT}", publish)  # a failed batch is sent again: consumers dedupe by event_id
-    metrics.published_total.labels(return_predictions_topic.get_topic_name()).inc(len(predictions))
+    messages = [(return_predictions_topic, prediction.event_id, prediction) for prediction in predictions]
+    # a failed batch is sent again: consumers dedupe by event_id
+    await write_with_retry(f"kafka:{AGENT}", lambda: publish_confirmed(messages))
     remember(row["event_id"] for row in rows["events"])
     returns_figures.predicted += len(rows["predictions"])
 

@@ -32,6 +32,7 @@ from streamapp.db.upsert import upsert
 from streamapp.deadletters import INVALID, MISSING_FEATURES, MODEL_NOT_TRAINED, PROCESSING, send_dead_letter
 from streamapp.feature_messages import message_problems
 from streamapp.model_watch import ProductionModel
+from streamapp.publishing import publish_confirmed
 from streamapp.records import ExtractedFeatures
 from streamapp.sinks import ack_after_lake, lake_dataset, lake_sink, position_of, write_with_retry
 
@@ -210,14 +211,9 @@ class FeatureBatchPipeline(Generic[M, R]):
         """Send every result keyed by asset and wait for the broker (at-least-once before the ack)."""
         if not results:
             return
-        topic = self.output_topic
-
-        async def send_all() -> None:
-            pending = [await topic.send(key=cast(Any, result).asset_id, value=result) for result in results]
-            await asyncio.gather(*pending)
-
-        await write_with_retry(f"kafka:{self.agent}", send_all)  # a retry may repeat results; the journal dedupes
-        metrics.published_total.labels(topic.get_topic_name()).inc(len(results))
+        messages = [(self.output_topic, cast(Any, result).asset_id, result) for result in results]
+        # a retry may repeat results; the journal dedupes
+        await write_with_retry(f"kafka:{self.agent}", lambda: publish_confirmed(messages))
 
     async def store(self, rows: list[dict[str, Any]]) -> None:
         """Upsert the journal (idempotent on its key), retrying while the database is down."""

@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 from streamapp import metrics
 from streamapp.app import app
 from streamapp.iot.validation import Reading, ingest_error, to_measurement, validate_reading
+from streamapp.publishing import Outgoing, publish_confirmed
 from streamapp.records import IngestError, IotMeasurement
 from streamapp.settings import get_settings
 from streamapp.topics import iot_errors_topic, iot_measurements_topic
@@ -26,14 +27,9 @@ from streamapp.views.common import RequestError, error_response, write_body
 log = logging.getLogger(__name__)
 
 
-async def _deliver(messages: Sequence[tuple[Any, str | None, Any]], timeout_s: float) -> None:
+async def _deliver(messages: Sequence[Outgoing], timeout_s: float) -> None:
     """Publish and wait for the broker's acknowledgement of every message, within `timeout_s`."""
-
-    async def send_all() -> None:
-        pending = [await topic.send(key=key, value=value) for topic, key, value in messages]
-        await asyncio.gather(*pending)
-
-    await asyncio.wait_for(send_all(), timeout_s)
+    await asyncio.wait_for(publish_confirmed(messages), timeout_s)
 
 
 def _items(body: Any) -> list[Any]:
@@ -53,8 +49,6 @@ async def report_invalid(errors: list[IngestError], timeout_s: float) -> None:
     except Exception as exc:
         log.warning("could not publish %d ingestion errors to %s: %r", len(errors), iot_errors_topic.get_topic_name(),
                     exc)
-    else:
-        metrics.published_total.labels(iot_errors_topic.get_topic_name()).inc(len(errors))
 
 
 async def ingest(view: View, request: Request, *, source: str, legacy: bool) -> Response:
@@ -102,7 +96,6 @@ async def ingest(view: View, request: Request, *, source: str, legacy: bool) -> 
         }
         return view.json(refusal, status=503)
     metrics.ingested_total.labels("accepted").inc(len(records))
-    metrics.published_total.labels(iot_measurements_topic.get_topic_name()).inc(len(records))
     body: dict[str, Any] = {"status": "accepted", "count": len(records), "message_ids": message_ids}
     if len(records) == 1:
         body["message_id"] = message_ids[0]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from streamapp.deadletters import DeadLetteringTopic
+from streamapp import publishing
 from tests.faust_testing import CapturedSends
 from tests.view_testing import FakeRequest, FakeView
 
@@ -101,14 +101,14 @@ async def test_no_202_when_the_broker_does_not_confirm(
 ) -> None:
     from streamapp.settings import get_settings
 
-    async def never_confirmed(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return asyncio.get_running_loop().create_future()
+    async def never_confirmed(messages: Any) -> list[Any]:  # handed to the producer, never acknowledged
+        return [asyncio.get_running_loop().create_future() for _ in messages]
 
-    monkeypatch.setattr(DeadLetteringTopic, "send", never_confirmed)
+    monkeypatch.setattr(publishing, "send_records", never_confirmed)
     monkeypatch.setenv("STREAMAPP_INGEST_DELIVERY_TIMEOUT_S", "0.2")
     get_settings.cache_clear()
     status, body = await post(SEED_EXAMPLE)
-    assert status == 503 and "did not confirm" in body["detail"][0]
+    assert status == 503 and "did not confirm" in body["detail"][0] and "(no answer)" in body["detail"][0]
 
 
 async def test_writes_need_the_bearer_token_when_one_is_set(
