@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -158,7 +159,7 @@ def iot_worker(run: BenchRun, name: str) -> tuple[Any, str]:
     """A streamapp worker writing IoT rows to its own PostgreSQL database."""
     app_id = run.unique(name)
     url = run.postgres_url(app_id.replace("-", "_"))
-    return run.worker(app_id, STREAMAPP_DATABASE_URL=url), url
+    return run.worker(app_id, STREAMAPP_DATABASE_URL=url, STREAMAPP_PIPELINES="iot"), url
 
 
 @benchmark("iot", "IoT pipeline end to end: measurements -> alerts, windows, PostgreSQL, lake", needs=("trivial",))
@@ -252,12 +253,16 @@ async def alert_arrivals(bootstrap: str, arrivals: dict[str, float], ready: asyn
         await consumer.stop()
 
 
+LATENCY_PATIENTS = 500
+
+
 def http_batch(tick: int, per_tick: int, rng: random.Random, alert_rate: float) -> list[dict[str, Any]]:
     stamp = datetime.now(UTC).isoformat()
+    patients = [(tick * per_tick + i) % LATENCY_PATIENTS for i in range(per_tick)]
     return [
-        {"patient_id": f"latency-patient-{(tick * per_tick + i) % 500}", "device_id": f"latency-device-{tick}-{i}",
+        {"patient_id": f"latency-patient-{patient}", "device_id": f"latency-device-{patient}",  # one device each
          "timestamp": stamp, "measurements": vitals(rng, rng.random() < alert_rate)}
-        for i in range(per_tick)
+        for patient in patients
     ]
 
 
@@ -269,10 +274,10 @@ def raises_alert(item: dict[str, Any]) -> bool:
 
 async def offered_load(
     base_url: str, rate: int, seconds: float, alert_rate: float = 0.2,
-) -> tuple[dict[str, float], set[str], int]:
+) -> tuple[dict[str, float], set[str], int, list[float]]:
     """POST `rate` measurements per second for `seconds` (open loop, batches every 10 ms); returns the
-    scheduled send time of every accepted message id, the ids that must raise an alert, and the number
-    of refused requests."""
+    scheduled send time of every accepted message id, the ids that must raise an alert, the number
+    of refused requests and each accepted request's answer time (ms after its scheduled time)."""
     import aiohttp
 
     per_tick = max(1, round(rate * TICK_S))
@@ -280,6 +285,7 @@ async def offered_load(
     sent: dict[str, float] = {}
     alerting: set[str] = set()
     refused = 0
+    answered: list[float] = []  # ms from a request's scheduled time to its 202
 
     async def post(session: aiohttp.ClientSession, body: list[dict[str, Any]], at: float) -> None:
         nonlocal refused
@@ -288,6 +294,7 @@ async def offered_load(
             if response.status != 202:
                 refused += 1
                 return
+            answered.append((time.perf_counter() - at) * 1000)
             for message_id, item in zip(answer["message_ids"], body, strict=True):
                 sent[message_id] = at
                 if raises_alert(item):
@@ -303,7 +310,7 @@ async def offered_load(
             pending.add(task)
             task.add_done_callback(pending.discard)
         await asyncio.gather(*pending)
-    return sent, alerting, refused
+    return sent, alerting, refused, answered
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -326,9 +333,17 @@ async def latency(run: BenchRun, out: Outcome) -> None:
     try:
         await asyncio.wait_for(ready.wait(), 30)
         rate, seconds = run.scale.latency_rate, run.scale.latency_seconds
-        sent, alerting, refused = await offered_load(worker.base_url, rate, seconds)
+        loop = asyncio.get_running_loop()
+        spies = []  # py-spy over the middle of the load (the README's evidence)
+        loop.call_later(seconds / 3, lambda: spies.append(run.profile("latency", worker.process.pid)))
+        sent, alerting, refused, answered = await offered_load(worker.base_url, rate, seconds)
+        for spy in spies:
+            if spy is not None:
+                spy.wait()
         await asyncio.sleep(3)  # the last alerts
         waited_until = time.perf_counter()
+        status, seen_by_worker = worker.get("/metrics.json")  # the worker's own ingest-to-alert figures
+        batches = batch_figures(worker, "iot")
     finally:
         listener.cancel()
         worker.stop()
@@ -346,6 +361,20 @@ async def latency(run: BenchRun, out: Outcome) -> None:
     out.figure("alerts_returned_share", returned / len(expected), "")
     for q in (0.5, 0.95, 0.99):
         out.figure(f"p{round(q * 100)}", percentile(delays, q), "ms")
+    if status == 200 and isinstance(seen_by_worker, dict):  # ingestion timestamp to alert confirmed by the broker
+        for q in (50, 99):
+            if f"latency_p{q}_s" in seen_by_worker:
+                out.figure(f"worker_ingest_to_alert_p{q}", 1000 * float(seen_by_worker[f"latency_p{q}_s"]), "ms")
+    for name, value in batches.items():
+        out.figure(name, value, "ms" if name.endswith("_ms") else "")
+    if answered:  # the ingestion view's share: until the broker confirmed the measurements (HTTP 202)
+        out.figure("http_answer_p50", percentile(answered, 0.5), "ms")
+        out.figure("http_answer_p99", percentile(answered, 0.99), "ms")
+    slices: dict[int, list[float]] = defaultdict(list)  # p99 over time: steady, or spikes (a flush, a GC)?
+    for message_id, delay in zip(expected, delays, strict=True):
+        slices[int((sent[message_id] - warm) // 5)].append(delay)
+    out.notes.append("p99 by 5-s slice of the load (ms): " + ", ".join(
+        f"{percentile(values, 0.99):.0f}" for _, values in sorted(slices.items())))
     if returned < len(expected):
         out.notes.append(
             f"{len(expected) - returned} of {len(expected)} alerts had not come back 3 s after the load stopped:"
@@ -433,7 +462,7 @@ async def wait_model_ready(worker: Any, status_path: str, timeout_s: float = 120
 
 
 async def model_pipeline_rate(
-    run: BenchRun, *, model: str, status_path: str, input_topic: str,
+    run: BenchRun, *, model: str, pipeline: str, status_path: str, input_topic: str,
     messages: Callable[[int, int], Iterator[tuple[bytes, bytes]]], count: int, batch_max: int | None = None,
     orders_db: bool = False,
 ) -> Progress:
@@ -442,7 +471,8 @@ async def model_pipeline_rate(
     name = f"bench-{model}-{'per-event' if batch_max == 1 else 'batched'}"
     app_id = run.unique(name)
     extra = {"MLFLOW_TRACKING_URI": model_store(run, model),
-             "STREAMAPP_DATABASE_URL": run.postgres_url(app_id.replace("-", "_"))}
+             "STREAMAPP_DATABASE_URL": run.postgres_url(app_id.replace("-", "_")),
+             "STREAMAPP_PIPELINES": pipeline}  # the measured pipeline only (not the backlog of the IoT benchmarks)
     if orders_db:
         extra["STREAMAPP_ORDERS_DATABASE_URL"] = run.mariadb_url(app_id.replace("-", "_"))
     if batch_max is not None:
@@ -456,7 +486,8 @@ async def model_pipeline_rate(
         already = run.inputs.get(input_topic, 0)
         await produce(run.bootstrap, input_topic, messages(count, already))
         run.inputs[input_topic] = already + count
-        return await follow_worker(run, worker, input_topic, already + count, timeout_s=900)
+        return await follow_worker(run, worker, input_topic, already + count, timeout_s=900,
+                                   profile="" if batch_max == 1 else model)
     finally:
         worker.stop()
 
@@ -472,7 +503,7 @@ async def anomaly(run: BenchRun, out: Outcome) -> None:
     runs = []
     for count, batch_max in ((run.scale.per_event_events, 1), (run.scale.model_events, None)):
         runs.append(await model_pipeline_rate(
-            run, model="anomaly", status_path="/api/v1/anomalies/status", input_topic="extracted-features",
+            run, model="anomaly", pipeline="anomalies", status_path="/api/v1/anomalies/status", input_topic="extracted-features",
             messages=feature_messages, count=count, batch_max=batch_max,
         ))
     per_event, batched = runs
@@ -491,7 +522,7 @@ async def anomaly(run: BenchRun, out: Outcome) -> None:
 async def rul(run: BenchRun, out: Outcome) -> None:
     before = run.inputs.get("extracted-features", 0)
     progress = await model_pipeline_rate(
-        run, model="rul", status_path="/api/v1/rul/status", input_topic="extracted-features",
+        run, model="rul", pipeline="rul", status_path="/api/v1/rul/status", input_topic="extracted-features",
         messages=feature_messages, count=run.scale.model_events,
     )
     total = before + run.scale.model_events
@@ -511,7 +542,7 @@ def order_messages(count: int, first: int) -> Iterator[tuple[bytes, bytes]]:
 async def returns(run: BenchRun, out: Outcome) -> None:
     count = run.scale.model_events
     progress = await model_pipeline_rate(
-        run, model="returns", status_path="/api/v1/returns/status", input_topic="ecommerce-events",
+        run, model="returns", pipeline="returns", status_path="/api/v1/returns/status", input_topic="ecommerce-events",
         messages=order_messages, count=count, orders_db=True,
     )
     rate = out.figure("rate", progress.rate(count), "events/s")
