@@ -40,8 +40,8 @@ from streamapp.recent_ids import RecentIds
 from streamapp.records import DeviceStatus, IotMeasurement, VitalAlert, VitalsWindow
 from streamapp.settings import VitalThresholds, get_settings
 from streamapp.sinks import (
+    BackgroundBatches,
     ack_after_lake,
-    drain_before_forced_flush,
     lake_dataset,
     lake_sink,
     position_of,
@@ -54,7 +54,14 @@ from streamapp.topics import (
     iot_errors_topic,
     iot_measurements_topic,
 )
-from tables.vitals import EMITTED_WINDOWS_KEPT, device_last_seen, emitted_windows, store, vitals_5min
+from tables.vitals import (
+    EMITTED_WINDOWS_KEPT,
+    DeferredChangelog,
+    device_last_seen,
+    emitted_windows,
+    store,
+    vitals_5min,
+)
 
 log = logging.getLogger(__name__)
 AGENT = "iot"
@@ -147,12 +154,14 @@ class VitalsPipeline:
         self.lock = asyncio.Lock()
         self.schema_ready = False
         self.stored_ids = RecentIds(settings.recent_ids_kept)
-        self.storing: set[asyncio.Future[None]] = set()  # batches whose rows and acks are under way
+        self.storing = BackgroundBatches(STORES_IN_FLIGHT)  # batches whose rows and acks are under way
+        self.changelog = DeferredChangelog()
         self.sink: LakeSink = lake_sink("iot", [
             lake_dataset("raw/iot_measurements", MEASUREMENTS_SCHEMA, ["date", "patient_id"]),
             lake_dataset("bronze/iot_alerts", ALERTS_SCHEMA, ["date"]),
             lake_dataset("silver/critical_alerts", CRITICAL_SCHEMA, ["date"]),
         ])
+        self.sink.before_acks.append(self.changelog.send)
 
     async def prepare(self) -> None:
         """Create the tables before the first batch, so the first alerts do not wait for a migration."""
@@ -227,9 +236,9 @@ class VitalsPipeline:
                 *((iot_device_status_topic, status.device_id, status) for status in outcome.statuses),
                 *((iot_aggregations_topic, final.patient_id, final) for final in outcome.finals),
             ])
-            for patient, partition in outcome.touched.items():  # changelogged once the finals are out
-                store(vitals_5min, patient, vitals_5min.data[patient], partition)
-                store(device_last_seen, patient, device_last_seen.data[patient], partition)
+            for patient, partition in outcome.touched.items():  # changelogged (after the finals) before acks
+                self.changelog.mark(vitals_5min, patient, partition)
+                self.changelog.mark(device_last_seen, patient, partition)
             stored = outcome.accepted + outcome.late + outcome.replayed
             rows = [measurement_row(item) for item in stored]
             # a copy in the next batch is skipped even while these rows are still being written: both stay
@@ -239,11 +248,7 @@ class VitalsPipeline:
         delivered = time.time()
         for alert in alerts:
             metrics.seed_figures.record_alert(alert.alert_type, _seconds_since(alert.ingestion_timestamp, delivered))
-        while len(self.storing) >= STORES_IN_FLIGHT:
-            await asyncio.wait(self.storing, return_when=asyncio.FIRST_COMPLETED)
-        task = asyncio.ensure_future(self.finish(stream, events, outcome, stored, rows))
-        self.storing.add(task)
-        task.add_done_callback(self.storing.discard)
+        await self.storing.submit(self.finish(stream, events, outcome, stored, rows))
 
     async def finish(
         self, stream: StreamT, events: Sequence[EventT], outcome: BatchOutcome, stored: list[Accepted],
@@ -262,11 +267,6 @@ class VitalsPipeline:
             metrics.duplicates_skipped_total.labels(AGENT).inc(len(outcome.copies))
         metrics.seed_figures.record_processed(len(events))
         await ack_after_lake(self.sink, stream, list(events))
-
-    async def drain(self) -> None:
-        """Wait for the batches still being stored (before a flush at rebalance or shutdown)."""
-        while self.storing:
-            await asyncio.wait(set(self.storing))
 
     async def store_rows(self, stored: list[Accepted], rows: list[dict[str, Any]]) -> None:
         """Upsert measurements and alerts (idempotent by message_id / alert_id), retrying while the DB is down."""
@@ -410,7 +410,6 @@ async def process_vitals(stream: StreamT) -> None:
     """Alerts, device status, windows and sinks for every measurement, a micro-batch at a time."""
     global _pipeline
     pipeline = _pipeline = VitalsPipeline()
-    drain_before_forced_flush(pipeline.drain)
     await pipeline.prepare()
     async for events in micro_batches(stream, agent=AGENT):
         timer = BatchTimer(AGENT)

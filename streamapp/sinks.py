@@ -76,16 +76,20 @@ async def flush_lake(sink: LakeSink) -> int:
 
 # a sink whose writer is this many flushes behind makes its agent wait (bounded memory, back-pressure)
 BUFFERED_FLUSHES_MAX = 3
-_running_flushes: dict[int, asyncio.Task[int]] = {}
-
-
-def flush_in_background(sink: LakeSink) -> asyncio.Task[int]:
+def flush_in_background(sink: LakeSink) -> asyncio.Future[int]:
     """Start a flush of `sink` unless one is running; the running or new flush."""
-    task = _running_flushes.get(id(sink))
-    if task is None or task.done():
-        task = asyncio.ensure_future(flush_lake(sink))
-        _running_flushes[id(sink)] = task
+    task = sink.background_flush
+    if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+        task = sink.background_flush = asyncio.ensure_future(_flush_while_due(sink))
     return task
+
+
+async def _flush_while_due(sink: LakeSink) -> int:
+    """Flush, and again while rows that arrived meanwhile are already due (nobody else may ask)."""
+    written = await flush_lake(sink)
+    while sink.due():
+        written += await flush_lake(sink)
+    return written
 
 
 async def ack_after_lake(sink: LakeSink, stream: StreamT, events: list[EventT]) -> None:
@@ -110,6 +114,41 @@ def drain_before_forced_flush(drain: Callable[[], Awaitable[None]]) -> None:
     """`drain` (an agent's wait for the batches it is still storing) runs before every forced flush, so
     those batches' acks are registered and the flush at a rebalance or a shutdown acknowledges them."""
     _drains.append(drain)
+
+
+class BackgroundBatches:
+    """The tail of an agent's batches (waiting for the broker, database writes, acks) run as tasks while
+    the agent goes on with its next batch: at most `limit` at once. A task's error surfaces in the agent
+    at its next `submit` (as if the batch had failed inline); a forced flush waits for all of them."""
+
+    def __init__(self, limit: int = 2) -> None:
+        self.limit = limit
+        self.tasks: set[asyncio.Future[None]] = set()
+        self._failure: BaseException | None = None
+        drain_before_forced_flush(self.drain)
+
+    def _done(self, task: asyncio.Future[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+
+    async def submit(self, tail: Awaitable[None]) -> None:
+        self._raise_failure()
+        while len(self.tasks) >= self.limit:
+            await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
+            self._raise_failure()
+        task = asyncio.ensure_future(tail)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    async def drain(self) -> None:
+        while self.tasks:
+            await asyncio.wait(set(self.tasks))
 
 
 async def flush_due_lake_sinks(force: bool = False) -> None:

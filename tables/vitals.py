@@ -29,5 +29,28 @@ def store(table: TableT, key: str, value: Any, partition: int) -> None:
     table.send_changelog(partition, key, value)
 
 
+class DeferredChangelog:
+    """Table entries changed since their last changelog message: each is changelogged once, with its value
+    at that moment, when `send` runs (the IoT agent runs it right before its lake flush acknowledges
+    events, and Faust flushes the producer before it commits offsets, so no committed offset ever gets
+    ahead of the state a recovering worker restores). Under load a patient's state is then changelogged
+    once per flush instead of once per batch."""
+
+    def __init__(self) -> None:
+        self._dirty: dict[tuple[str, str], tuple[TableT, int]] = {}
+
+    def mark(self, table: TableT, key: str, partition: int) -> None:
+        self._dirty[(table.name, key)] = (table, partition)
+
+    def __len__(self) -> int:
+        return len(self._dirty)
+
+    def send(self) -> int:
+        dirty, self._dirty = self._dirty, {}
+        for (_, key), (table, partition) in dirty.items():
+            table.send_changelog(partition, key, table.data[key])
+        return len(dirty)
+
+
 def partition_of(value: dict[str, Any] | None) -> int | None:
     return None if value is None else value.get("partition")
