@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -24,7 +24,7 @@ import pyarrow as pa
 from faust.types import EventT, StreamT, TopicT
 from sqlalchemy import Table
 
-from streamapp import health, metrics
+from streamapp import health, metrics, publishing
 from streamapp.batching import BatchTimer, micro_batches
 from streamapp.db.engines import Role, get_engine
 from streamapp.db.migrate import ensure_schema
@@ -32,15 +32,23 @@ from streamapp.db.upsert import upsert
 from streamapp.deadletters import INVALID, MISSING_FEATURES, MODEL_NOT_TRAINED, PROCESSING, send_dead_letter
 from streamapp.feature_messages import message_problems
 from streamapp.model_watch import ProductionModel
-from streamapp.publishing import publish_confirmed
+from streamapp.publishing import Outgoing, count_published, publish_confirmed
 from streamapp.records import ExtractedFeatures
-from streamapp.sinks import ack_after_lake, lake_dataset, lake_sink, position_of, write_with_retry
+from streamapp.sinks import (
+    BackgroundBatches,
+    ack_after_lake,
+    lake_dataset,
+    lake_sink,
+    position_of,
+    write_with_retry,
+)
 
 if TYPE_CHECKING:
     from lake.sink import LakeSink
     from tables.history import FeatureHistory
 
 log = logging.getLogger(__name__)
+BATCHES_IN_FLIGHT = 2  # batch tails (broker confirmations, journal, acks) run while the next batch is scored
 M = TypeVar("M")
 R = TypeVar("R")
 Rejection = tuple[EventT, str, str]  # event, dead-letter reason, error
@@ -121,6 +129,7 @@ class FeatureBatchPipeline(Generic[M, R]):
         self.output_topic, self.journal, self.lake = output, journal, lake
         self.schema_ready = False
         self.sink: LakeSink = lake_sink(agent, [lake_dataset(lake.name, lake.schema, ["date"])])
+        self.background = BackgroundBatches(BATCHES_IN_FLIGHT)
 
     # ---- hooks -------------------------------------------------------------------------------------------
     def feature_names(self, model: M) -> list[str]:
@@ -189,14 +198,25 @@ class FeatureBatchPipeline(Generic[M, R]):
                 results = self.results(admitted, computed, model, str(version))
                 self.figures.scored += len(results)
                 self.figures.last_model_version = str(version)
-        await self.dead_letter(rejected)
-        await self.publish(results)
+        # in batch order here: results handed to the producer, lake rows added, history changelogged;
+        # the broker's confirmations, dead letters, the journal and the acks follow in the background
+        messages = [(self.output_topic, cast(Any, result).asset_id, result) for result in results]
+        confirmations = await publishing.send_records(messages)
         rows = [self.journal.row(result, datetime.now(UTC)) for result in results]
-        await self.store(rows)
         self.history.persist()
         self.sink.add(self.lake.name, [
             (self.lake.row(row), position_of(item.event)) for row, item in zip(rows, admitted, strict=True)
         ])
+        await self.background.submit(self.finish(stream, events, rejected, messages, confirmations, rows))
+
+    async def finish(
+        self, stream: StreamT, events: Sequence[EventT], rejected: list[Rejection], messages: list[Outgoing],
+        confirmations: list[Awaitable[Any]], rows: list[dict[str, Any]],
+    ) -> None:
+        """A batch's tail: dead letters, the broker's confirmations, the journal, then the acks."""
+        await self.dead_letter(rejected)
+        await self.confirm(messages, confirmations)
+        await self.store(rows)
         await ack_after_lake(self.sink, stream, list(events))
 
     async def dead_letter(self, rejected: list[Rejection]) -> None:
@@ -207,13 +227,18 @@ class FeatureBatchPipeline(Generic[M, R]):
         for _, reason, _ in rejected:
             self.figures.dead_letters[reason] += 1
 
-    async def publish(self, results: list[R]) -> None:
-        """Send every result keyed by asset and wait for the broker (at-least-once before the ack)."""
-        if not results:
+    async def confirm(self, messages: list[Outgoing], confirmations: list[Awaitable[Any]]) -> None:
+        """Wait until the broker has the batch's results; if it failed them, send them all again until it
+        takes them (a retry may repeat results; the journal dedupes)."""
+        if not messages:
             return
-        messages = [(self.output_topic, cast(Any, result).asset_id, result) for result in results]
-        # a retry may repeat results; the journal dedupes
-        await write_with_retry(f"kafka:{self.agent}", lambda: publish_confirmed(messages))
+        try:
+            await asyncio.gather(*confirmations)
+        except Exception as exc:
+            log.warning("%s: the broker refused %d results (%r): sending them again", self.agent, len(messages), exc)
+            await write_with_retry(f"kafka:{self.agent}", lambda: publish_confirmed(messages))
+        else:
+            count_published(messages)
 
     async def store(self, rows: list[dict[str, Any]]) -> None:
         """Upsert the journal (idempotent on its key), retrying while the database is down."""

@@ -41,5 +41,10 @@ async def publish_confirmed(messages: Sequence[Outgoing]) -> None:
     if not messages:
         return
     await asyncio.gather(*await send_records(messages))
+    count_published(messages)
+
+
+def count_published(messages: Sequence[Outgoing]) -> None:
+    """Count confirmed messages in `streamapp_published_total`, per topic."""
     for name, count in Counter(topic.get_topic_name() for topic, _, _ in messages).items():
         metrics.published_total.labels(name).inc(count)
