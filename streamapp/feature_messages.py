@@ -7,7 +7,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from models.base import missing_features
 
@@ -70,9 +70,15 @@ def trailing_rows(
     names = list(feature_names)
     rows: list[list[float]] = []
     for vector in reversed(vectors):
-        if len(rows) == limit or missing_features(names, dict(vector)):
+        if len(rows) == limit:
             break
-        rows.append([float(vector[name]) for name in names])
+        values = [vector.get(name) for name in names]
+        if all(type(value) is float and math.isfinite(value) for value in values):  # the usual case, fast
+            rows.append(cast(list[float], values))
+        elif missing_features(names, dict(vector)):
+            break
+        else:
+            rows.append([float(vector[name]) for name in names])
     rows.reverse()
     return rows
 

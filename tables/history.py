@@ -63,7 +63,7 @@ class FeatureHistory:
         replayed = offset is not None and entry.get("partition") == partition and offset <= entry.get("offset", -1)
         if replayed and offset in offsets:
             end = offsets.index(offset) + 1
-            return [dict(vector) for vector in vectors[max(0, end - self.size):end]]
+            return vectors[max(0, end - self.size):end]  # the stored vectors: callers read, never change them
         window = [*vectors, {name: float(value) for name, value in features.items()}][-self.size:]
         if not replayed:
             self.table.data[asset_id] = {
@@ -71,7 +71,7 @@ class FeatureHistory:
                 "vectors": window, "offsets": [*offsets, offset][-self.size:],
             }
             self._touched[asset_id] = partition
-        return [dict(vector) for vector in window]
+        return list(window)
 
     def persist(self) -> int:
         """Changelog every asset changed since the last call (once each); returns how many."""
