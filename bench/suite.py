@@ -451,23 +451,14 @@ def model_store(run: BenchRun, model: str) -> str:
     return uri
 
 
-async def wait_model_ready(worker: Any, status_path: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status, body = worker.get(status_path)
-        if status == 200 and isinstance(body, dict) and (body.get("model") or {}).get("ready"):
-            return
-        await asyncio.sleep(0.5)
-    raise TimeoutError(f"{status_path} never reported a ready model")
-
-
 async def model_pipeline_rate(
-    run: BenchRun, *, model: str, pipeline: str, status_path: str, input_topic: str,
+    run: BenchRun, *, model: str, pipeline: str, input_topic: str,
     messages: Callable[[int, int], Iterator[tuple[bytes, bytes]]], count: int, batch_max: int | None = None,
     orders_db: bool = False,
 ) -> Progress:
-    """Start a worker serving `model`, send `count` fresh messages once its model is loaded, and follow
-    its group's committed offsets over the whole input topic (earlier benchmarks' messages included)."""
+    """Send `count` fresh messages, then start a worker serving `model` (its agent waits for the model's
+    first load before it takes a message) and follow its group's committed offsets over the whole input
+    topic (earlier benchmarks' messages included): the rate is the worker's, not the producer's."""
     name = f"bench-{model}-{'per-event' if batch_max == 1 else 'batched'}"
     app_id = run.unique(name)
     extra = {"MLFLOW_TRACKING_URI": model_store(run, model),
@@ -477,15 +468,13 @@ async def model_pipeline_rate(
         extra["STREAMAPP_ORDERS_DATABASE_URL"] = run.mariadb_url(app_id.replace("-", "_"))
     if batch_max is not None:
         extra["STREAMAPP_BATCH_MAX_SIZE"] = str(batch_max)
-    # the topic exists before the worker subscribes (a topic created later joins only at a metadata refresh)
     await create_topic(run.bootstrap, input_topic, get_settings_partitions())
+    already = run.inputs.get(input_topic, 0)
+    await produce(run.bootstrap, input_topic, messages(count, already))
+    run.inputs[input_topic] = already + count
     worker = run.worker(app_id, **extra)
     worker.start(timeout=180, wait_assigned=False)
     try:
-        await wait_model_ready(worker, status_path)
-        already = run.inputs.get(input_topic, 0)
-        await produce(run.bootstrap, input_topic, messages(count, already))
-        run.inputs[input_topic] = already + count
         return await follow_worker(run, worker, input_topic, already + count, timeout_s=900,
                                    profile="" if batch_max == 1 else model)
     finally:
@@ -503,7 +492,7 @@ async def anomaly(run: BenchRun, out: Outcome) -> None:
     runs = []
     for count, batch_max in ((run.scale.per_event_events, 1), (run.scale.model_events, None)):
         runs.append(await model_pipeline_rate(
-            run, model="anomaly", pipeline="anomalies", status_path="/api/v1/anomalies/status", input_topic="extracted-features",
+            run, model="anomaly", pipeline="anomalies", input_topic="extracted-features",
             messages=feature_messages, count=count, batch_max=batch_max,
         ))
     per_event, batched = runs
@@ -522,7 +511,7 @@ async def anomaly(run: BenchRun, out: Outcome) -> None:
 async def rul(run: BenchRun, out: Outcome) -> None:
     before = run.inputs.get("extracted-features", 0)
     progress = await model_pipeline_rate(
-        run, model="rul", pipeline="rul", status_path="/api/v1/rul/status", input_topic="extracted-features",
+        run, model="rul", pipeline="rul", input_topic="extracted-features",
         messages=feature_messages, count=run.scale.model_events,
     )
     total = before + run.scale.model_events
@@ -542,7 +531,7 @@ def order_messages(count: int, first: int) -> Iterator[tuple[bytes, bytes]]:
 async def returns(run: BenchRun, out: Outcome) -> None:
     count = run.scale.model_events
     progress = await model_pipeline_rate(
-        run, model="returns", pipeline="returns", status_path="/api/v1/returns/status", input_topic="ecommerce-events",
+        run, model="returns", pipeline="returns", input_topic="ecommerce-events",
         messages=order_messages, count=count, orders_db=True,
     )
     rate = out.figure("rate", progress.rate(count), "events/s")
