@@ -308,7 +308,12 @@ class VitalsPipeline:
 
     # ---- on the wall-clock timer --------------------------------------------------------------
     async def housekeeping(self, wall_s: float, partitions: set[int] | None) -> None:
-        """Publish statuses of silent or due devices and close the windows of idle patients."""
+        """Publish statuses of silent or due devices, close the windows of idle patients, then changelog
+        the state changed since the last changelog (at most once a second per patient, even when idle)."""
+        await self.close_and_report(wall_s, partitions)
+        await self.changelog.send()  # early is safe: a redelivered reading is recognised by its offset
+
+    async def close_and_report(self, wall_s: float, partitions: set[int] | None) -> None:
         async with self.lock:
             statuses, finals, changed = [], [], []
             for patient, devices in list(device_last_seen.data.items()):
@@ -333,8 +338,8 @@ class VitalsPipeline:
                 *((iot_device_status_topic, status.device_id, status) for status in statuses),
                 *((iot_aggregations_topic, final.patient_id, final) for final in finals),
             ])
-            for table, patient, value in changed:
-                store(table, patient, value, value["partition"])
+            for table, patient, value in changed:  # the same objects as in the tables
+                self.changelog.mark(table, patient, value["partition"])
 
 
 async def publish(messages: Sequence[Outgoing]) -> None:

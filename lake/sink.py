@@ -24,7 +24,7 @@ class LakeSink:
         self.flush_seconds = flush_seconds
         self._rows: dict[str, list[tuple[dict[str, Any], SourcePosition]]] = {name: [] for name in self.datasets}
         self._acks: list[Acknowledge] = []
-        self.before_acks: list[Callable[[], Any]] = []  # run after a flush's write, before its acks
+        self.before_acks: list[Callable[[], Awaitable[Any]]] = []  # awaited after a flush's write, before its acks
         self.background_flush: asyncio.Future[int] | None = None  # the flush started off the agent's path
         self._buffered = 0
         self._oldest: float | None = None
@@ -97,7 +97,7 @@ class LakeSink:
                 self._oldest = self._oldest or time.monotonic()
                 raise
             for hook in self.before_acks:
-                hook()
+                await hook()
             for acknowledge in acks:
                 await acknowledge()
             return written

@@ -7,6 +7,7 @@ recovering worker restores each patient's state together with the partition that
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from faust.types import TableT
@@ -21,6 +22,7 @@ device_last_seen = app.Table("iot-device-last-seen", key_type=str, default=None,
 emitted_windows = app.Table("iot-emitted-windows", key_type=str, default=None, help="Finals already sunk")
 
 EMITTED_WINDOWS_KEPT = 64
+CHANGELOG_CHUNK = 40  # changelog messages handed to Faust's producer buffer (limit 100) before it drains
 
 
 def store(table: TableT, key: str, value: Any, partition: int) -> None:
@@ -33,8 +35,8 @@ class DeferredChangelog:
     """Table entries changed since their last changelog message: each is changelogged once, with its value
     at that moment, when `send` runs (the IoT agent runs it right before its lake flush acknowledges
     events, and Faust flushes the producer before it commits offsets, so no committed offset ever gets
-    ahead of the state a recovering worker restores). Under load a patient's state is then changelogged
-    once per flush instead of once per batch."""
+    ahead of the state a recovering worker restores; its timer also runs it every second). Under load a
+    patient's state is then changelogged about once a second instead of once per batch."""
 
     def __init__(self) -> None:
         self._dirty: dict[tuple[str, str], tuple[TableT, int]] = {}
@@ -45,10 +47,17 @@ class DeferredChangelog:
     def __len__(self) -> int:
         return len(self._dirty)
 
-    def send(self) -> int:
+    async def send(self) -> int:
+        """Changelog every dirty entry, a chunk at a time: Faust blocks the delivery of every incoming
+        message while its producer buffer holds more than 100 messages, so a burst of hundreds of
+        changelog messages at once would stall all the agents."""
         dirty, self._dirty = self._dirty, {}
-        for (_, key), (table, partition) in dirty.items():
+        buffer = app.producer.buffer
+        for index, ((_, key), (table, partition)) in enumerate(dirty.items(), start=1):
             table.send_changelog(partition, key, table.data[key])
+            if index % CHANGELOG_CHUNK == 0:
+                while buffer.size > CHANGELOG_CHUNK // 4 and buffer.state == "running":  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
         return len(dirty)
 
 
