@@ -308,10 +308,11 @@ class VitalsPipeline:
 
     # ---- on the wall-clock timer --------------------------------------------------------------
     async def housekeeping(self, wall_s: float, partitions: set[int] | None) -> None:
-        """Publish statuses of silent or due devices, close the windows of idle patients, then changelog
-        the state changed since the last changelog (at most once a second per patient, even when idle)."""
+        """Publish statuses of silent or due devices and close the windows of idle patients; their state
+        is changelogged with the next lake flush, or now when no flush is coming (idle)."""
         await self.close_and_report(wall_s, partitions)
-        await self.changelog.send()  # early is safe: a redelivered reading is recognised by its offset
+        if not self.sink.buffered_rows:  # idle: no lake flush is coming to changelog the timer's changes
+            await self.changelog.send()
 
     async def close_and_report(self, wall_s: float, partitions: set[int] | None) -> None:
         async with self.lock:

@@ -77,7 +77,7 @@ def performance_notes(run: BenchRun) -> str:
         "  a fetch for partitions with nothing new held the next fetch of busy partitions back that long.",
         "",
         "What raised the pipelines (IoT and models) towards that ceiling:",
-        "- lake flushes run in the background (the agent waits only when 3 flushes behind), convert each flush",
+        "- lake flushes run in the background (the agent waits only when 2 flushes behind), convert each flush",
         "  to Arrow once and write slices; 20,000 rows per flush instead of 5,000 (4x fewer files).",
         "- a batch's tail (broker confirmations, dead letters, database upsert, acks) runs as a task while the",
         "  next batch is folded or scored (2 in flight); results still reach the producer in batch order, and",

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     gc_young_threshold: int = 50_000  # allocations between young collections in a worker (Python: 700); 0 keeps Python's
 
     # sinks
-    lake_flush_rows: int = 20_000  # rows buffered (all datasets of a sink) before a background flush; the agent waits at 3x
+    lake_flush_rows: int = 20_000  # rows buffered (all datasets of a sink) before a background flush; the agent waits at 2x
     lake_flush_seconds: float = 5.0
     sink_retry_max_s: float = 30.0
 

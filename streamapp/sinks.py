@@ -75,7 +75,7 @@ async def flush_lake(sink: LakeSink) -> int:
 
 
 # a sink whose writer is this many flushes behind makes its agent wait (bounded memory, back-pressure)
-BUFFERED_FLUSHES_MAX = 3
+BUFFERED_FLUSHES_MAX = 2
 def flush_in_background(sink: LakeSink) -> asyncio.Future[int]:
     """Start a flush of `sink` unless one is running; the running or new flush."""
     task = sink.background_flush

@@ -35,8 +35,8 @@ class DeferredChangelog:
     """Table entries changed since their last changelog message: each is changelogged once, with its value
     at that moment, when `send` runs (the IoT agent runs it right before its lake flush acknowledges
     events, and Faust flushes the producer before it commits offsets, so no committed offset ever gets
-    ahead of the state a recovering worker restores; its timer also runs it every second). Under load a
-    patient's state is then changelogged about once a second instead of once per batch."""
+    ahead of the state a recovering worker restores; its timer runs it too when no flush is coming).
+    Under load a patient's state is then changelogged once per flush instead of once per batch."""
 
     def __init__(self) -> None:
         self._dirty: dict[tuple[str, str], tuple[TableT, int]] = {}
