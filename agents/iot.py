@@ -24,6 +24,7 @@ from sqlalchemy import Table
 from lake.sink import LakeSink
 from streamapp import metrics
 from streamapp.app import app
+from streamapp.batch_tails import BackgroundBatches
 from streamapp.batching import BatchTimer, micro_batches
 from streamapp.db.engines import Role, get_engine
 from streamapp.db.migrate import ensure_schema
@@ -39,14 +40,7 @@ from streamapp.publishing import Outgoing, publish_confirmed
 from streamapp.recent_ids import RecentIds
 from streamapp.records import DeviceStatus, IotMeasurement, VitalAlert, VitalsWindow
 from streamapp.settings import VitalThresholds, get_settings
-from streamapp.sinks import (
-    BackgroundBatches,
-    ack_after_lake,
-    lake_dataset,
-    lake_sink,
-    position_of,
-    write_with_retry,
-)
+from streamapp.sinks import ack_after_lake, lake_dataset, lake_sink, position_of, write_with_retry
 from streamapp.topics import (
     iot_aggregations_topic,
     iot_alerts_topic,

@@ -12,7 +12,7 @@ import threading
 import types
 import typing
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -226,37 +226,27 @@ def _finite_number(value: Any) -> bool:
     return math.isfinite(value)
 
 
-def _float_report(value: Any, path: str) -> list[str]:
-    if isinstance(value, _Broken):
-        return _broken(value, path)
-    return [] if _finite_number(value) else [f"{path} must be a finite number"]
+def _scalar(check: Callable[[Any], bool], message: str) -> _Compiled:
+    """A checker of one JSON scalar kind: `check` on the fast path, `path + message` when it fails."""
 
+    def report(value: Any, path: str) -> list[str]:
+        if isinstance(value, _Broken):
+            return _broken(value, path)
+        return [] if check(value) else [path + message]
 
-_FLOAT = _Compiled(_finite_number, _float_report)
+    return _Compiled(check, report)
 
 
 def _integer(value: Any) -> bool:
     return value.__class__ is int or (isinstance(value, int) and not isinstance(value, bool))
 
 
-def _int_report(value: Any, path: str) -> list[str]:
-    if isinstance(value, _Broken):
-        return _broken(value, path)
-    return [] if _integer(value) else [f"{path} must be an integer"]
-
-
-_INT = _Compiled(_integer, _int_report)
+_FLOAT = _scalar(_finite_number, " must be a finite number")
+_INT = _scalar(_integer, " must be an integer")
 
 
 def _instance_of(kind: type) -> _Compiled:
-    message = f" must be of type {kind.__name__}"
-
-    def report(value: Any, path: str) -> list[str]:
-        if isinstance(value, _Broken):
-            return _broken(value, path)
-        return [] if isinstance(value, kind) else [path + message]
-
-    return _Compiled(functools.partial(type.__instancecheck__, kind), report)
+    return _scalar(functools.partial(type.__instancecheck__, kind), f" must be of type {kind.__name__}")
 
 
 def _missing_argument(*_: Any) -> Any:
@@ -332,44 +322,36 @@ def _build_record(record: type, key: Any, building: dict[Any, _Compiled]) -> _Co
     return compiled
 
 
-def _build_list(item: _Compiled) -> _Compiled:
+def _build_container(
+    item: _Compiled, container: type, message: str, values: Callable[[Any], Iterable[Any]],
+    members: Callable[[Any], Iterable[tuple[Any, Any]]], member_path: Callable[[str, Any], str],
+) -> _Compiled:
+    """A list or dict checker: the container's own type, then each value against `item`."""
     item_ok, item_report = item.ok, item.report
 
     if item is _ANY:
         def ok(value: Any) -> bool:
-            return isinstance(value, list)
+            return isinstance(value, container)
     else:
         def ok(value: Any) -> bool:
-            return isinstance(value, list) and all(map(item_ok, value))
+            return isinstance(value, container) and all(map(item_ok, values(value)))
 
     def report(value: Any, path: str) -> list[str]:
         if isinstance(value, _Broken):
             return _broken(value, path)
-        if not isinstance(value, list):
-            return [f"{path} must be a list"]
-        return [problem for i, element in enumerate(value) for problem in item_report(element, f"{path}[{i}]")]
+        if not isinstance(value, container):
+            return [path + message]
+        return [problem for key, element in members(value) for problem in item_report(element, member_path(path, key))]
 
     return _Compiled(ok, report)
+
+
+def _build_list(item: _Compiled) -> _Compiled:
+    return _build_container(item, list, " must be a list", iter, enumerate, lambda path, index: f"{path}[{index}]")
 
 
 def _build_dict(item: _Compiled) -> _Compiled:
-    item_ok, item_report = item.ok, item.report
-
-    if item is _ANY:
-        def ok(value: Any) -> bool:
-            return isinstance(value, dict)
-    else:
-        def ok(value: Any) -> bool:
-            return isinstance(value, dict) and all(map(item_ok, value.values()))
-
-    def report(value: Any, path: str) -> list[str]:
-        if isinstance(value, _Broken):
-            return _broken(value, path)
-        if not isinstance(value, dict):
-            return [f"{path} must be an object"]
-        return [problem for key, element in value.items() for problem in item_report(element, f"{path}.{key}")]
-
-    return _Compiled(ok, report)
+    return _build_container(item, dict, " must be an object", dict.values, dict.items, lambda path, key: f"{path}.{key}")
 
 
 def _field(record: Any, name: str) -> Any:

@@ -71,9 +71,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "consumer_max_fetch_size": settings.consumer_max_fetch_size,
         "stream_buffer_maxsize": settings.stream_buffer_maxsize,
         "stream_wait_empty": False,
-        # Faust's repaired Cython fast paths: the stream iterator takes events already queued without
-        # awaiting the channel, and a message read by several agents is decoded once
-        "cython_optimizations": True,
+        # Faust's `cython_optimizations` stay off: with them a message read by two agents (extracted-features:
+        # anomalies and RUL) could be committed once one agent had acked it, and a SIGTERM lost the other's
+        # in-flight messages (tests/faults: test_sigterm_under_load...)
         "producer_acks": -1 if settings.producer_acks == "all" else int(settings.producer_acks),
         "producer_linger": settings.producer_linger_ms / 1000.0,
         "producer_request_timeout": settings.producer_request_timeout_s,

@@ -25,6 +25,7 @@ from faust.types import EventT, StreamT, TopicT
 from sqlalchemy import Table
 
 from streamapp import health, metrics, publishing
+from streamapp.batch_tails import BackgroundBatches
 from streamapp.batching import BatchTimer, micro_batches
 from streamapp.db.engines import Role, get_engine
 from streamapp.db.migrate import ensure_schema
@@ -34,14 +35,7 @@ from streamapp.feature_messages import message_problems
 from streamapp.model_watch import ProductionModel
 from streamapp.publishing import Outgoing, count_published, publish_confirmed
 from streamapp.records import ExtractedFeatures
-from streamapp.sinks import (
-    BackgroundBatches,
-    ack_after_lake,
-    lake_dataset,
-    lake_sink,
-    position_of,
-    write_with_retry,
-)
+from streamapp.sinks import ack_after_lake, lake_dataset, lake_sink, position_of, write_with_retry
 
 if TYPE_CHECKING:
     from lake.sink import LakeSink
