@@ -44,9 +44,6 @@ class DeferredChangelog:
     def mark(self, table: TableT, key: str, partition: int) -> None:
         self._dirty[(table.name, key)] = (table, partition)
 
-    def __len__(self) -> int:
-        return len(self._dirty)
-
     async def send(self) -> int:
         """Changelog every dirty entry, a chunk at a time: Faust blocks the delivery of every incoming
         message while its producer buffer holds more than 100 messages, so a burst of hundreds of
@@ -54,6 +51,8 @@ class DeferredChangelog:
         dirty, self._dirty = self._dirty, {}
         buffer = app.producer.buffer
         for index, ((_, key), (table, partition)) in enumerate(dirty.items(), start=1):
+            if key not in table.data:  # its partition went to another worker, which owns the state now
+                continue
             table.send_changelog(partition, key, table.data[key])
             if index % CHANGELOG_CHUNK == 0:
                 while buffer.size > CHANGELOG_CHUNK // 4 and buffer.state == "running":  # noqa: ASYNC110
