@@ -11,6 +11,7 @@ get a criticality against the asset's own baseline, and are published keyed by `
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Any, cast
 
 from faust.types import StreamT
@@ -59,8 +60,8 @@ class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", AnomalyResult]):
             lake=LakeSpec("bronze/anomalies", ANOMALIES_SCHEMA, lake_row),
         )
 
-    async def compute(self, model: AnomalyEnsemble, admitted: list[Admitted]) -> list[Any]:
-        return await score(model, [item.window[-1] for item in admitted], [item.window for item in admitted])
+    async def compute(self, model: AnomalyEnsemble, version: str, admitted: list[Admitted]) -> list[Any]:
+        return await score(model, version, [item.window[-1] for item in admitted], [item.window for item in admitted])
 
     def results(
         self, admitted: list[Admitted], computed: list[Any], model: AnomalyEnsemble, version: str
@@ -69,6 +70,7 @@ class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", AnomalyResult]):
         rule = criticality_rule(model)
         states: dict[str, tuple[dict[str, Any], int]] = {}
         results = []
+        flagged: Counter[str] = Counter()  # criticality -> anomalies in this batch
         for item, row in zip(admitted, computed, strict=True):
             asset = item.record.asset_id
             previous = states[asset][0] if asset in states else criticality_state(asset)
@@ -79,11 +81,18 @@ class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", AnomalyResult]):
                 features=item.record.features, metadata=item.record.metadata, scored=row, criticality=level,
                 model=model, version=version, history_length=len(item.window),
             ))
-            anomaly_figures.by_criticality[level] += 1
             if row["is_anomaly"]:
-                anomaly_figures.anomalies += 1
-                log.warning("anomaly: %s (score=%.3f, criticality=%s)", asset, row["final_score"], level)
+                flagged[level] += 1
         save_criticality_states(states)
+        anomaly_figures.by_criticality.update(result.criticality for result in results)
+        if flagged:
+            anomaly_figures.anomalies += flagged.total()
+            worst = [result for result in results if result.is_anomaly and result.criticality in ("high", "critical")]
+            log.warning(  # one line per batch: a burst of anomalies must not flood the log
+                "%d anomalies in a batch of %d (%s)%s", flagged.total(), len(results),
+                ", ".join(f"{level}: {count}" for level, count in sorted(flagged.items())),
+                "; high or critical: " + ", ".join(sorted({r.asset_id for r in worst})[:10]) if worst else "",
+            )
         return results
 
 

@@ -55,8 +55,8 @@ class RulPipeline(FeatureBatchPipeline["RulEnsemble", RulPrediction]):
             lake=LakeSpec("bronze/rul_predictions", RUL_SCHEMA, lake_row),
         )
 
-    async def compute(self, model: RulEnsemble, admitted: list[Admitted]) -> list[Any]:
-        return await forecast(model, [item.window for item in admitted])
+    async def compute(self, model: RulEnsemble, version: str, admitted: list[Admitted]) -> list[Any]:
+        return await forecast(model, version, [item.window for item in admitted])
 
     def results(
         self, admitted: list[Admitted], computed: list[Any], model: RulEnsemble, version: str

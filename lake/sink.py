@@ -4,43 +4,47 @@ events that produced them acknowledged, so a crash never commits an offset whose
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-import pyarrow as pa
-
-from lake.writer import LakeDataset, SourcePosition
+from lake.writer import LakeDataset, SourcePosition, return_freed_memory
 
 Acknowledge = Callable[[], Awaitable[None]]
 Writer = Callable[[Callable[[], Awaitable[int]]], Awaitable[int]]
 
 
-def _libc_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc
-        return None
+class RowWriter(Protocol):
+    """How a sink's rows reach the disk: in a thread of the loop's executor (`ThreadRowWriter`), or in a
+    process of their own (`streamapp.sinks.ChildLakeWriter`)."""
+
+    async def write(self, dataset: LakeDataset, rows: list[tuple[dict[str, Any], SourcePosition]]) -> int: ...
+
+    def forget_partition(self, topic: str, partition: int) -> None: ...
 
 
-_malloc_trim = _libc_malloc_trim()
+class ThreadRowWriter:
+    """Writes in a thread: the dataset's own `write`, then the freed memory goes back to the system."""
 
+    async def write(self, dataset: LakeDataset, rows: list[tuple[dict[str, Any], SourcePosition]]) -> int:
+        loop = asyncio.get_running_loop()
+        written = await loop.run_in_executor(None, dataset.write, rows)
+        await loop.run_in_executor(None, return_freed_memory)
+        return written
 
-def _return_freed_memory() -> None:
-    """Give the memory a flush just freed back to the system (its rows and Arrow buffers): without it the
-    allocators keep it, and a long replay's RSS creeps up flush after flush."""
-    pa.default_memory_pool().release_unused()
-    if _malloc_trim is not None:
-        _malloc_trim(0)
+    def forget_partition(self, topic: str, partition: int) -> None:
+        """Nothing beyond the datasets' own marks, which the sink drops itself."""
 
 
 class LakeSink:
     """Buffers rows for several datasets; `flush` writes all of them, then runs the pending acks."""
 
-    def __init__(self, name: str, datasets: Sequence[LakeDataset], *, flush_rows: int, flush_seconds: float) -> None:
+    def __init__(
+        self, name: str, datasets: Sequence[LakeDataset], *, flush_rows: int, flush_seconds: float,
+        writer: RowWriter | None = None,
+    ) -> None:
         self.name = name
+        self.writer: RowWriter = writer or ThreadRowWriter()
         self.datasets = {dataset.name: dataset for dataset in datasets}
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
@@ -99,18 +103,16 @@ class LakeSink:
             rows, self._rows = self._rows, {name: [] for name in self.datasets}
             acks, self._acks = self._acks, []
             self._buffered, self._oldest = 0, None
-            loop = asyncio.get_running_loop()
 
             async def write_all() -> int:
                 total = 0
                 for name, dataset_rows in rows.items():
                     if dataset_rows:
-                        total += await loop.run_in_executor(None, self.datasets[name].write, dataset_rows)
+                        total += await self.writer.write(self.datasets[name], dataset_rows)
                 return total
 
             try:
                 written = await (write(write_all) if write else write_all())
-                await loop.run_in_executor(None, _return_freed_memory)
             except BaseException:
                 # put everything back so nothing is acknowledged unwritten
                 for name, dataset_rows in rows.items():
@@ -130,3 +132,4 @@ class LakeSink:
             del self._added_up_to[key]
         for dataset in self.datasets.values():
             dataset.forget_partition(topic, partition)
+        self.writer.forget_partition(topic, partition)

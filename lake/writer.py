@@ -8,12 +8,14 @@ after a crash never adds a row twice. Files are written under a hidden temporary
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import os
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,24 @@ class SourcePosition:
     # which delivery of the event (the consumer's message object): a rebalance may hand the same offset to
     # an agent twice, even within one batch; the sink keeps the rows of the first delivery only
     delivery: int = field(default=0, compare=False)
+
+
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_malloc_trim = _libc_malloc_trim()
+
+
+def return_freed_memory() -> None:
+    """Give the memory a flush just freed back to the system (its rows and Arrow buffers): without it the
+    allocators keep it, and a long replay's RSS creeps up flush after flush."""
+    pa.default_memory_pool().release_unused()
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 @functools.lru_cache(maxsize=65536, typed=True)
@@ -100,7 +120,8 @@ class LakeDataset:
             if not chosen:
                 return 0
             order = [index for _, fresh in chosen for index in fresh]
-            columns = {f.name: [entries[index][0].get(f.name) for index in order] for f in self._file_schema}
+            ordered = [entries[index][0] for index in order]
+            columns = {name: [row.get(name) for row in ordered] for name in self._file_schema.names}
             table = pa.Table.from_pydict(columns, schema=self._file_schema)
             start = 0
             for (topic, partition, directory_name), fresh in chosen:

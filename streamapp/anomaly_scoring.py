@@ -6,8 +6,6 @@ The models (torch, scikit-learn) are imported only when a model is loaded, never
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +22,11 @@ from streamapp.feature_messages import (  # noqa: F401  (parse_time, message_pro
     numeric_features,
     parse_time,
     record_key,
+    sorted_json,
     trailing_rows,
 )
 from streamapp.feature_pipeline import PipelineFigures
+from streamapp.model_process import model_process
 from streamapp.model_watch import ProductionModel
 from streamapp.records import AnomalyResult, ModelScore
 
@@ -92,11 +92,15 @@ def score_rows(
 
 
 async def score(
-    model: AnomalyEnsemble, rows: Sequence[Mapping[str, float]], histories: Sequence[Sequence[Mapping[str, float]]]
+    model: AnomalyEnsemble, version: str, rows: Sequence[Mapping[str, float]],
+    histories: Sequence[Sequence[Mapping[str, float]]],
 ) -> list[dict[str, Any]]:
-    """`score_rows` in an executor thread."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, score_rows, model, list(rows), list(histories))
+    """`score_rows` in the model process (`streamapp.model_process`); each history is cut to the LSTM's
+    window first (the rows beyond it are never read), so less is shipped."""
+    size = model.window
+    return await model_process.call(
+        ANOMALY_MODEL_NAME, version, model, score_rows, list(rows), [history[-size:] for history in histories]
+    )
 
 
 def criticality_rule(model: AnomalyEnsemble) -> AdaptiveCriticality:
@@ -136,13 +140,17 @@ detection_id = record_key  # the journal key: a replay updates the same row
 
 
 def journal_row(result: AnomalyResult, created_at: datetime) -> dict[str, Any]:
-    """The `anomaly_detections` row of a result (column names of `AnomalyDetectionRow`)."""
-    body = result_json(result)
+    """The `anomaly_detections` row of a result (column names of `AnomalyDetectionRow`; the features and
+    metadata dicts are the result's own, read and never changed)."""
     return {
         "detection_id": detection_id(result.asset_id, result.sensor_id, result.timestamp),
         "asset_id": result.asset_id, "sensor_id": result.sensor_id, "timestamp": parse_time(result.timestamp),
         "final_score": result.final_score, "is_anomaly": result.is_anomaly, "criticality": result.criticality,
-        "scores": body["scores"], "features": body["features"], "metadata": body["metadata"],
+        "scores": [
+            {"score": s.score, "model_name": s.model_name, "threshold": s.threshold, "is_anomaly": s.is_anomaly}
+            for s in result.scores
+        ],
+        "features": result.features, "metadata": result.metadata,
         "model_version": result.model_version, "created_at": created_at,
     }
 
@@ -158,7 +166,7 @@ def lake_row(row: Mapping[str, Any]) -> dict[str, Any]:
         for part in ("score", "threshold", "is_anomaly"):
             flat[f"{entry['model_name']}_{part}"] = entry[part]
     flat["features"] = sorted(row["features"].items())
-    flat["metadata"] = json.dumps(row["metadata"], sort_keys=True, default=str)
+    flat["metadata"] = sorted_json(row["metadata"])
     flat["date"] = row["timestamp"].date().isoformat()
     return flat
 

@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
+
 from models.base import missing_features
 
 MAX_ID_LENGTH = 128  # asset_id / sensor_id columns of the telemetry journals
@@ -99,10 +101,22 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def sorted_json(value: Any) -> str:
+    """`value` as compact JSON text with sorted keys (the lake's metadata column); unknown types as str."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
+
+
 def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def numeric_features(features: Mapping[str, Any]) -> dict[str, float]:
     """The finite numbers of a message's features (what an output record echoes back)."""
-    return {name: float(value) for name, value in features.items() if is_number(value)}
+    numbers = {}
+    for name, value in features.items():
+        if type(value) is float:  # the usual case, checked without calls
+            if value - value == 0.0:  # finite (NaN and infinities give NaN)
+                numbers[name] = value
+        elif is_number(value):
+            numbers[name] = float(value)
+    return numbers

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from tables.history import FeatureHistory
 
 log = logging.getLogger(__name__)
-BATCHES_IN_FLIGHT = 2  # batch tails (broker confirmations, journal, acks) run while the next batch is scored
+BATCHES_IN_FLIGHT = 3  # batches being scored or finished (results, journal, acks) while the next is checked
 M = TypeVar("M")
 R = TypeVar("R")
 Rejection = tuple[EventT, str, str]  # event, dead-letter reason, error
@@ -76,6 +76,19 @@ class Admitted:
     record: ExtractedFeatures
     timestamp: str
     window: list[dict[str, float]]
+
+
+@dataclass
+class ScoredBatch(Generic[M]):
+    """A micro-batch between its checks and its tail: the admitted messages, the rejected ones and the
+    model's output being computed (None when nothing was admitted)."""
+
+    events: Sequence[EventT]
+    admitted: list[Admitted]
+    rejected: list[Rejection]
+    model: M | None
+    version: str
+    computing: asyncio.Future[list[Any]] | None
 
 
 def message_time(event: EventT) -> str:
@@ -124,14 +137,15 @@ class FeatureBatchPipeline(Generic[M, R]):
         self.schema_ready = False
         self.sink: LakeSink = lake_sink(agent, [lake_dataset(lake.name, lake.schema, ["date"])])
         self.background = BackgroundBatches(BATCHES_IN_FLIGHT)
+        self._in_order: asyncio.Future[None] | None = None  # set once the last batch handed over its results
 
     # ---- hooks -------------------------------------------------------------------------------------------
     def feature_names(self, model: M) -> list[str]:
         """The features the model reads (each message must hold them all)."""
         return list(cast(Any, model).feature_names)
 
-    async def compute(self, model: M, admitted: list[Admitted]) -> list[Any]:
-        """The model's output per admitted message, computed off the event loop."""
+    async def compute(self, model: M, version: str, admitted: list[Admitted]) -> list[Any]:
+        """The model's output per admitted message, computed off the event loop (`streamapp.model_process`)."""
         raise NotImplementedError
 
     def results(self, admitted: list[Admitted], computed: list[Any], model: M, version: str) -> list[R]:
@@ -161,6 +175,8 @@ class FeatureBatchPipeline(Generic[M, R]):
         return None
 
     async def process(self, stream: StreamT, events: Sequence[EventT]) -> None:
+        """Check the batch and extend the histories here, in batch order; the model runs in an executor
+        while the agent prepares its next batch, and the rest of the batch follows in the background."""
         await self.watcher.refresh_if_due()
         model, version = self.watcher.model, self.watcher.version  # one version for the whole batch
         self.figures.consumed += len(events)
@@ -179,39 +195,56 @@ class FeatureBatchPipeline(Generic[M, R]):
                 message.partition, message.offset,
             )
             admitted.append(Admitted(event, record, record.timestamp or message_time(event), window))
-        results: list[R] = []
-        if admitted and model is not None:
-            try:
-                computed = await self.compute(model, admitted)
-            except Exception as exc:
-                log.exception("%s model failed on a batch of %d messages", self.agent, len(admitted))
-                metrics.errors_total.labels(self.agent).inc()
-                rejected += [(item.event, PROCESSING, f"{type(exc).__name__}: {exc}") for item in admitted]
-                admitted = []
-            else:
-                results = self.results(admitted, computed, model, str(version))
-                self.figures.scored += len(results)
-                self.figures.last_model_version = str(version)
-        # in batch order here: results handed to the producer, lake rows added, history changelogged;
-        # the broker's confirmations, dead letters, the journal and the acks follow in the background
-        messages = [(self.output_topic, cast(Any, result).asset_id, result) for result in results]
-        confirmations = await publishing.send_records(messages)
-        rows = [self.journal.row(result, datetime.now(UTC)) for result in results]
         self.history.persist()
-        self.sink.add(self.lake.name, [
-            (self.lake.row(row), position_of(item.event)) for row, item in zip(rows, admitted, strict=True)
-        ])
-        await self.background.submit(self.finish(stream, events, rejected, messages, confirmations, rows))
+        computing = (
+            asyncio.ensure_future(self.compute(model, str(version), admitted)) if admitted and model is not None else None
+        )
+        batch = ScoredBatch(events, admitted, rejected, model, str(version), computing)
+        previous, self._in_order = self._in_order, asyncio.get_running_loop().create_future()
+        await self.background.submit(self.finish(stream, batch, previous, self._in_order))
 
     async def finish(
-        self, stream: StreamT, events: Sequence[EventT], rejected: list[Rejection], messages: list[Outgoing],
-        confirmations: list[Awaitable[Any]], rows: list[dict[str, Any]],
+        self, stream: StreamT, batch: ScoredBatch[M], previous: asyncio.Future[None] | None,
+        done_in_order: asyncio.Future[None],
     ) -> None:
-        """A batch's tail: dead letters, the broker's confirmations, the journal, then the acks."""
-        await self.dead_letter(rejected)
+        """A batch's tail: once its model output is in and the batch before it has handed over its
+        results, the results (criticality and other per-asset state in batch order) go to the producer
+        and the lake; then dead letters, the broker's confirmations, the journal and the acks."""
+        try:
+            computed = await self.model_output(batch)
+            if previous is not None:
+                await previous
+            results = self.results(batch.admitted, computed, cast(M, batch.model), batch.version) if computed else []
+            if results:
+                self.figures.scored += len(results)
+                self.figures.last_model_version = batch.version
+            messages = [(self.output_topic, cast(Any, result).asset_id, result) for result in results]
+            confirmations = await publishing.send_records(messages)
+            now = datetime.now(UTC)
+            rows = [self.journal.row(result, now) for result in results]
+            self.sink.add(self.lake.name, [
+                (self.lake.row(row), position_of(item.event)) for row, item in zip(rows, batch.admitted, strict=True)
+            ])
+        finally:
+            if not done_in_order.done():
+                done_in_order.set_result(None)
+        await self.dead_letter(batch.rejected)
         await self.confirm(messages, confirmations)
         await self.store(rows)
-        await ack_after_lake(self.sink, stream, list(events))
+        await ack_after_lake(self.sink, stream, list(batch.events))
+
+    async def model_output(self, batch: ScoredBatch[M]) -> list[Any]:
+        """The model's output for the admitted messages; a model failure dead-letters them all."""
+        if batch.computing is None:
+            return []
+        try:
+            return await batch.computing
+        except Exception as exc:
+            log.exception("%s model failed on a batch of %d messages", self.agent, len(batch.admitted))
+            metrics.errors_total.labels(self.agent).inc()
+            batch.rejected += [(item.event, PROCESSING, f"{type(exc).__name__}: {exc}") for item in batch.admitted]
+            batch.admitted = []
+            return []
 
     async def dead_letter(self, rejected: list[Rejection]) -> None:
         """Every rejected message to `dead-letters`, delivered before the batch is acknowledged."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Any
 
 from streamapp.app import app
+from streamapp.child_process import offloading, stop_children
 from streamapp.metrics import update_consumer_lag
 from streamapp.settings import get_settings
 from streamapp.sinks import flush_due_lake_sinks, forget_revoked, write_with_retry
@@ -25,6 +27,24 @@ async def declare_contract_topics() -> None:
         await write_with_retry(f"declare:{topic.get_topic_name()}", topic.maybe_declare)
 
 
+@app.task
+async def start_child_processes() -> None:
+    """Start the lake process (and the model process when a model pipeline runs) with the worker, so the
+    first flush or batch does not wait seconds for a process to start and import its libraries."""
+    from lake import offload
+    from streamapp.model_process import load_libraries, model_process
+    from streamapp.sinks import lake_writer
+
+    if not offloading():
+        return
+    starts = [lake_writer.child.run(offload.ready)]
+    if {"anomalies", "rul"} & set(get_settings().pipelines.split(",")):
+        starts.append(model_process.child.run(load_libraries))
+    for outcome in await asyncio.gather(*starts, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            log.warning("a child process did not start: %r (it is started again when first needed)", outcome)
+
+
 @app.timer(interval=0.5)
 async def flush_due_sinks() -> None:
     await flush_due_lake_sinks()
@@ -40,6 +60,7 @@ async def flush_before_handover(app: Any, revoked: set[Any], **kwargs: Any) -> N
 async def flush_at_shutdown(app: Any, **kwargs: Any) -> None:
     log.info("flushing sinks before shutdown")
     await flush_due_lake_sinks(force=True)
+    stop_children()  # after the last flush: its drain waited for the batches still being scored
 
 
 @app.task

@@ -8,8 +8,6 @@ same model as a direct evaluation, so the stream adds no skew. torch is imported
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -17,8 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from streamapp.feature_messages import json_safe, numeric_features, parse_time, record_key, trailing_rows
+from streamapp.feature_messages import (
+    json_safe,
+    numeric_features,
+    parse_time,
+    record_key,
+    sorted_json,
+    trailing_rows,
+)
 from streamapp.feature_pipeline import PipelineFigures
+from streamapp.model_process import model_process
 from streamapp.model_watch import ProductionModel
 from streamapp.records import RulPrediction
 from streamapp.settings import get_settings
@@ -73,10 +79,15 @@ def forecast_histories(model: RulEnsemble, histories: Sequence[Sequence[Mapping[
     return model.forecast([history_matrix(model, history) for history in histories])
 
 
-async def forecast(model: RulEnsemble, histories: Sequence[Sequence[Mapping[str, float]]]) -> list[RulForecast]:
-    """`forecast_histories` in an executor thread."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, forecast_histories, model, list(histories))
+async def forecast(
+    model: RulEnsemble, version: str, histories: Sequence[Sequence[Mapping[str, float]]]
+) -> list[RulForecast]:
+    """`forecast_histories` in the model process (`streamapp.model_process`), each history cut to the
+    model's window first (the rows beyond it are never read)."""
+    size = model.config.window
+    return await model_process.call(
+        RUL_MODEL_NAME, version, model, forecast_histories, [history[-size:] for history in histories]
+    )
 
 
 def rul_prediction(
@@ -117,6 +128,6 @@ def lake_row(row: Mapping[str, Any]) -> dict[str, Any]:
     for member in MEMBERS:
         flat[f"{member}_rul"] = row["model_scores"].get(member)
     flat["features"] = sorted(row["features"].items())
-    flat["metadata"] = json.dumps(row["metadata"], sort_keys=True, default=str)
+    flat["metadata"] = sorted_json(row["metadata"])
     flat["date"] = row["timestamp"].date().isoformat()
     return flat

@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     rul_confidence_level: float = 0.95  # level of the conformal interval of RUL models trained from now on
     training_data_dirs: str = ""  # comma-separated folders a `POST .../train` `path` may name (and <var_dir>/training-data)
     model_poll_seconds: float = 5.0
+    child_processes: bool = True  # model scoring and lake writes run in child processes (another core than the loop); False: threads
     mlflow_experiment_prefix: str = "streamapp"
     mlflow_tracking_uri: str = Field(default="", validation_alias="MLFLOW_TRACKING_URI")
 

@@ -43,11 +43,37 @@ async def write_with_retry(sink: str, write: Callable[[], Awaitable[T]]) -> T:
 # ---- lake sinks shared by the agents -------------------------------------------------------------
 from faust.types import EventT, StreamT  # noqa: E402
 
-from lake.sink import LakeSink  # noqa: E402
+from lake import offload  # noqa: E402
+from lake.sink import LakeSink, ThreadRowWriter  # noqa: E402
 from lake.writer import LakeDataset, SourcePosition  # noqa: E402
 from streamapp.batching import acknowledge  # noqa: E402
+from streamapp.child_process import ChildProcess, offloading  # noqa: E402
 
 _lake_sinks: list[LakeSink] = []
+
+
+class ChildLakeWriter:
+    """Lake writes in the worker's lake process (`lake.offload`): the rows' conversion to Arrow and the
+    Parquet writer's Python side no longer share the loop's core (`STREAMAPP_CHILD_PROCESSES=false`: a
+    thread, as `lake.sink.ThreadRowWriter`)."""
+
+    def __init__(self) -> None:
+        self.child = ChildProcess("lake")
+        self.thread = ThreadRowWriter()
+
+    async def write(self, dataset: LakeDataset, rows: list[tuple[dict[str, Any], SourcePosition]]) -> int:
+        if not offloading():
+            return await self.thread.write(dataset, rows)
+        return await self.child.run(
+            offload.write_rows, str(dataset.root), dataset.name, dataset.schema, list(dataset.partition_by),
+            offload.shipped(rows),
+        )
+
+    def forget_partition(self, topic: str, partition: int) -> None:
+        self.child.submit(offload.forget_partition, topic, partition)
+
+
+lake_writer = ChildLakeWriter()  # one lake process for every sink of the worker
 
 
 def position_of(event: EventT) -> SourcePosition:
@@ -58,7 +84,10 @@ def position_of(event: EventT) -> SourcePosition:
 def lake_sink(name: str, datasets: list[LakeDataset]) -> LakeSink:
     """Create a lake sink that the app flushes on its timer, on rebalance and at shutdown."""
     settings = get_settings()
-    sink = LakeSink(name, datasets, flush_rows=settings.lake_flush_rows, flush_seconds=settings.lake_flush_seconds)
+    sink = LakeSink(
+        name, datasets, flush_rows=settings.lake_flush_rows, flush_seconds=settings.lake_flush_seconds,
+        writer=lake_writer,
+    )
     _lake_sinks.append(sink)
     return sink
 

@@ -72,7 +72,7 @@ async def detect(items: list[Any], *, prefix: bool) -> list[dict[str, Any]]:
         window.append(vector)
         rows.append(vector)
         histories.append(list(window[-max(anomaly_history.size, 1):]))
-    scored = await score(model, rows, histories)
+    scored = await score(model, str(version), rows, histories)
     rule = criticality_rule(model)
     states: dict[str, Any] = {}
     now = datetime.now(UTC).isoformat()

@@ -59,7 +59,7 @@ async def predict(body: Any) -> dict[str, Any]:
     asset = body["asset_id"]
     history = body.get("history")
     earlier = rul_history.window(asset) if history is None else [dict(vector) for vector in history]
-    (result,) = await forecast(model, [[*earlier, dict(body["features"])]])
+    (result,) = await forecast(model, str(version), [[*earlier, dict(body["features"])]])
     prediction = rul_prediction(
         asset_id=asset, sensor_id=body.get("sensor_id") or "",
         timestamp=body.get("timestamp") or datetime.now(UTC).isoformat(), features=body["features"],

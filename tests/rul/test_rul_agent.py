@@ -134,11 +134,11 @@ async def test_a_failing_model_dead_letters_its_batch_and_the_next_batch_is_fore
     real_forecast = agents.rul.forecast
     calls = []
 
-    async def flaky(model: Any, histories: Any) -> Any:
+    async def flaky(model: Any, version: str, histories: Any) -> Any:
         calls.append(len(histories))
         if len(calls) == 1:
             raise RuntimeError("simulated inference failure")
-        return await real_forecast(model, histories)
+        return await real_forecast(model, version, histories)
 
     monkeypatch.setattr(agents.rul, "forecast", flaky)
     first, second = engine_messages(unit=4, cycles=2)

@@ -1,0 +1,86 @@
+"""Child processes: calls run in another process, a dead child is replaced, models are sent once per version,
+lake rows are written there effectively once, and `STREAMAPP_CHILD_PROCESSES=false` keeps it all in threads."""
+
+from __future__ import annotations
+
+import operator
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from lake.writer import LakeDataset, SourcePosition, read_dataset
+from streamapp.child_process import ChildProcess
+from streamapp.model_process import ModelProcess
+from streamapp.settings import get_settings
+from streamapp.sinks import ChildLakeWriter
+
+SCHEMA = pa.schema([("id", pa.string()), ("value", pa.float64()), ("day", pa.string())])
+
+
+@pytest.fixture
+def child() -> Iterator[ChildProcess]:
+    process = ChildProcess("test")
+    yield process
+    process.stop()
+
+
+async def test_a_call_runs_in_another_process_and_a_killed_child_is_replaced(child: ChildProcess) -> None:
+    first = await child.run(os.getpid)
+    assert first != os.getpid() and await child.run(os.getpid) == first  # one child, kept between calls
+    os.kill(first, signal.SIGKILL)
+    second = await child.run(os.getpid)  # the broken pool is replaced and the call made again
+    assert second not in (first, os.getpid())
+    assert child.generation == 2
+
+
+async def test_threads_instead_when_child_processes_are_off(
+    child: ChildProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STREAMAPP_CHILD_PROCESSES", "false")
+    get_settings.cache_clear()
+    try:
+        assert await child.run(os.getpid) == os.getpid()
+        assert child.generation == 0  # no process was started
+    finally:
+        monkeypatch.delenv("STREAMAPP_CHILD_PROCESSES")
+        get_settings.cache_clear()
+
+
+async def test_a_model_is_sent_once_per_version_and_again_to_a_new_child() -> None:
+    models = ModelProcess()
+    try:
+        assert await models.call("m", "1", 3, operator.mul, 5) == 15
+        sent = dict(models._sent)
+        assert await models.call("m", "1", 3, operator.mul, 7) == 21 and models._sent == sent  # not sent again
+        assert await models.call("m", "2", 10, operator.mul, 7) == 70  # a new version replaces the old one
+        os.kill(await models.child.run(os.getpid), signal.SIGKILL)
+        assert await models.call("m", "2", 10, operator.mul, 2) == 20  # the new child gets the model again
+        assert models._sent["m"][0] == models.child.generation == 2
+    finally:
+        models.child.stop()
+
+
+def rows(first: int, last: int, partition: int = 0) -> list[tuple[dict[str, object], SourcePosition]]:
+    return [({"id": f"r{offset}", "value": float(offset), "day": "d1"}, SourcePosition("t", partition, offset))
+            for offset in range(first, last + 1)]
+
+
+async def test_lake_rows_are_written_by_the_child_once_even_when_replayed(tmp_path: Path) -> None:
+    writer = ChildLakeWriter()
+    dataset = LakeDataset(tmp_path, "raw/things", SCHEMA, ["day"])
+    try:
+        assert await writer.write(dataset, rows(0, 9)) == 10
+        assert await writer.write(dataset, rows(5, 14)) == 5  # offsets 5-9 are already on disk
+        assert await writer.child.run(os.getpid) != os.getpid()
+        # after a rebalance the child forgets what it knew of the partition and reads the file names again
+        (tmp_path / "raw/things/day=d1/part-t-0-10-14.parquet").unlink()
+        writer.forget_partition("t", 0)
+        assert await writer.write(dataset, rows(10, 14)) == 5
+    finally:
+        writer.child.stop()
+    table = read_dataset(tmp_path, "raw/things")
+    assert sorted(table.column("id").to_pylist()) == sorted(f"r{offset}" for offset in range(15))
