@@ -33,7 +33,7 @@ class Scale:
     """How big each benchmark is: the full run, or `--quick` for a smoke run."""
 
     messages: int = 100_000  # IoT measurements shared by raw, trivial, IoT and Quix benchmarks
-    model_events: int = 30_000  # anomaly / RUL / returns inputs
+    model_events: int = 100_000  # anomaly / RUL / returns inputs (enough for a steady state: lake flushes every 20,000 rows gate the acks)
     per_event_events: int = 500  # the per-event anomaly reference (slow by design)
     replay: int = 1_000_000
     latency_seconds: float = 30.0

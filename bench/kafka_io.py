@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -124,6 +125,8 @@ class Progress:
     """Samples (seconds, count) of a consumer group's committed offsets on one topic."""
 
     samples: list[tuple] = field(default_factory=list)
+    batches: dict[str, float] = field(default_factory=dict)  # the agent's mean batch size and time (bench.suite)
+    total: int = 0  # messages the followed group had to reach
 
     def rate(self, total: int, low: float = 0.1, high: float = 0.9) -> float:
         """Messages per second between `low` and `high` of `total`: the steady state, without start-up or tail."""
@@ -133,18 +136,27 @@ class Progress:
         """Messages per CPU-second of the followed process over the same span (insensitive to a busy machine)."""
         return steady_rate(self.samples, total, low, high, clock=2)
 
+    def output_rate(self, total: int, low: float = 0.1, high: float = 0.9) -> float:
+        """Results per second on the followed output topic (`follow_group(output_topic=...)`) between `low`
+        and `high` of `total`: finer than committed offsets, which move only when the lake flushes."""
+        return steady_rate(self.samples, total, low, high, count=4)
+
+    def output_cpu_rate(self, total: int, low: float = 0.1, high: float = 0.9) -> float:
+        return steady_rate(self.samples, total, low, high, clock=2, count=4)
+
 
 def steady_rate(
     samples: list[tuple] | list[tuple[float, int]] | list[tuple[float, int, float]], total: int,
-    low: float = 0.1, high: float = 0.9, clock: int = 0,
+    low: float = 0.1, high: float = 0.9, clock: int = 0, count: int = 1,
 ) -> float:
-    """Events per second of `clock` (0: wall time; 2: the third element, e.g. process CPU seconds)."""
+    """Events per second of `clock` (0: wall time; 2: the third element, e.g. process CPU seconds), counting
+    the events with element `count` of each sample (1: committed offsets; 4: results on the output topic)."""
 
     def time_at(target: float) -> float:
         previous = samples[0]
         for sample in samples:
-            if sample[1] >= target:
-                t0, c0, t1, c1 = previous[clock], previous[1], sample[clock], sample[1]
+            if sample[count] >= target:
+                t0, c0, t1, c1 = previous[clock], previous[count], sample[clock], sample[count]
                 return t1 if c1 == c0 else t0 + (t1 - t0) * (target - c0) / (c1 - c0)
             previous = sample
         raise ValueError(f"never reached {target:.0f} of {total}")
@@ -153,15 +165,58 @@ def steady_rate(
     return total * (high - low) / max(end - start, 1e-9)
 
 
+class OutputCounter:
+    """Messages added to a topic since `start` (the sum of its partitions' end offsets)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.bootstrap, self.topic = bootstrap, topic
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+        self.partitions: list[TopicPartition] = []
+        self.baseline = 0
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.baseline = await self._end()
+
+    async def _end(self) -> int:
+        if not self.partitions:  # the worker may create the topic after the start
+            self.partitions = await topic_partitions(self.bootstrap, self.topic)
+            if not self.partitions:
+                return 0
+        return int(sum((await self.consumer.end_offsets(self.partitions)).values()))
+
+    async def added(self) -> int:
+        return await self._end() - self.baseline
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
+def process_tree_usage(process: psutil.Process) -> tuple[float, int]:
+    """CPU seconds and RSS bytes of a worker with its child processes (model scoring, lake writes)."""
+    cpu_seconds, rss = 0.0, 0
+    for member in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = member.cpu_times()
+            cpu_seconds += times.user + times.system
+            rss += member.memory_info().rss
+    return cpu_seconds, rss
+
+
 async def follow_group(
     bootstrap: str, group: str, topic: str, total: int, *, timeout_s: float, interval_s: float = 0.2,
     alive: object = None, pid: int | None = None, on_progress: Callable[[int], None] | None = None,
+    output_topic: str | None = None,
 ) -> Progress:
     """Poll the group's committed offsets on `topic` until they reach `total` (raises on timeout).
 
-    With `pid`, each sample also holds that process's CPU seconds and RSS (bytes)."""
+    With `pid`, each sample also holds the CPU seconds and RSS (bytes) of that process and its children, and
+    with `output_topic` too, the number of messages added to that topic since the start."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
+    output = OutputCounter(bootstrap, output_topic) if output_topic and pid else None
+    if output is not None:
+        await output.start()
     progress = Progress()
     process = psutil.Process(pid) if pid else None
     started = time.perf_counter()
@@ -171,8 +226,8 @@ async def follow_group(
             done = sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
             now = time.perf_counter() - started
             if process is not None:
-                cpu = process.cpu_times()
-                progress.samples.append((now, done, cpu.user + cpu.system, process.memory_info().rss))
+                produced = () if output is None else (await output.added(),)
+                progress.samples.append((now, done, *process_tree_usage(process), *produced))
             else:
                 progress.samples.append((now, done))
             if on_progress is not None:
@@ -186,3 +241,5 @@ async def follow_group(
             await asyncio.sleep(interval_s)
     finally:
         await admin.close()
+        if output is not None:
+            await output.stop()

@@ -101,7 +101,7 @@ async def topic_size(run: BenchRun, topic: str) -> int:
 
 async def follow_worker(
     run: BenchRun, worker: Any, topic: str, total: int, timeout_s: float, interval_s: float = 0.2,
-    profile: str = "",
+    profile: str = "", output_topic: str | None = None,
 ) -> Progress:
     """Follow a worker's group to `total`; with `profile`, py-spy samples it meanwhile (bench/profiling.py)."""
     process = worker.process
@@ -117,7 +117,7 @@ async def follow_worker(
     try:
         return await follow_group(
             run.bootstrap, worker.app_id, topic, total, timeout_s=timeout_s, interval_s=interval_s, pid=process.pid,
-            alive=alive, on_progress=progressed,
+            alive=alive, on_progress=progressed, output_topic=output_topic,
         )
     finally:
         for spy in spies:
@@ -155,6 +155,12 @@ def batch_figures(worker: Any, agent: str) -> dict[str, float]:
     return figures
 
 
+def report_batches(out: Outcome, figures: dict[str, float]) -> None:
+    """The agent's mean batch size and processing time as figures of the benchmark."""
+    for name, value in figures.items():
+        out.figure(name, value, "ms" if name.endswith("_ms") else "")
+
+
 def iot_worker(run: BenchRun, name: str) -> tuple[Any, str]:
     """A streamapp worker writing IoT rows to its own PostgreSQL database."""
     app_id = run.unique(name)
@@ -174,8 +180,7 @@ async def iot(run: BenchRun, out: Outcome) -> None:
         worker.stop()
     rate = out.figure("rate", progress.rate(count), "events/s")
     out.figure("rate_per_cpu_second", progress.cpu_rate(count), "events/CPU-s")
-    for name, value in batches.items():
-        out.figure(name, value, "ms" if name.endswith("_ms") else "")
+    report_batches(out, batches)
     out.figure("measurement_rows", await count_rows(url, "iot_measurements"), "")
     out.figure("alert_rows", await count_rows(url, "iot_alerts"), "")
     out.figure("alerts_published", await topic_size(run, "iot-alerts"), "")
@@ -365,8 +370,7 @@ async def latency(run: BenchRun, out: Outcome) -> None:
         for q in (50, 99):
             if f"latency_p{q}_s" in seen_by_worker:
                 out.figure(f"worker_ingest_to_alert_p{q}", 1000 * float(seen_by_worker[f"latency_p{q}_s"]), "ms")
-    for name, value in batches.items():
-        out.figure(name, value, "ms" if name.endswith("_ms") else "")
+    report_batches(out, batches)
     if answered:  # the ingestion view's share: until the broker confirmed the measurements (HTTP 202)
         out.figure("http_answer_p50", percentile(answered, 0.5), "ms")
         out.figure("http_answer_p99", percentile(answered, 0.99), "ms")
@@ -454,7 +458,7 @@ def model_store(run: BenchRun, model: str) -> str:
 async def model_pipeline_rate(
     run: BenchRun, *, model: str, pipeline: str, input_topic: str,
     messages: Callable[[int, int], Iterator[tuple[bytes, bytes]]], count: int, batch_max: int | None = None,
-    orders_db: bool = False,
+    orders_db: bool = False, output_topic: str | None = None,
 ) -> Progress:
     """Send `count` fresh messages, then start a worker serving `model` (its agent waits for the model's
     first load before it takes a message) and follow its group's committed offsets over the whole input
@@ -475,8 +479,11 @@ async def model_pipeline_rate(
     worker = run.worker(app_id, **extra)
     worker.start(timeout=180, wait_assigned=False)
     try:
-        return await follow_worker(run, worker, input_topic, already + count, timeout_s=900,
-                                   profile="" if batch_max == 1 else model)
+        progress = await follow_worker(run, worker, input_topic, already + count, timeout_s=900,
+                                       profile="" if batch_max == 1 else model, output_topic=output_topic)
+        progress.batches = batch_figures(worker, pipeline)  # the pipeline's agent has the pipeline's name
+        progress.total = already + count
+        return progress
     finally:
         worker.stop()
 
@@ -493,15 +500,18 @@ async def anomaly(run: BenchRun, out: Outcome) -> None:
     for count, batch_max in ((run.scale.per_event_events, 1), (run.scale.model_events, None)):
         runs.append(await model_pipeline_rate(
             run, model="anomaly", pipeline="anomalies", input_topic="extracted-features",
-            messages=feature_messages, count=count, batch_max=batch_max,
+            messages=feature_messages, count=count, batch_max=batch_max, output_topic="anomalies-detected",
         ))
+    # each worker reads the topic from the start (the batched one also scores the per-event one's input)
+    # and publishes one result per message: rates count results as they come out, because committed
+    # offsets move only at lake flushes (every 20,000 rows or 5 s), too coarse for the short per-event run
     per_event, batched = runs
-    # each worker reads the topic from the start: the batched one also scores the per-event one's input
-    total_batched = run.inputs["extracted-features"]
-    per_event_rate = out.figure("per_event_rate", per_event.rate(run.scale.per_event_events), "events/s")
-    batched_rate = out.figure("batched_rate", batched.rate(total_batched), "events/s")
-    out.figure("per_event_per_cpu_second", per_event.cpu_rate(run.scale.per_event_events), "events/CPU-s")
-    out.figure("batched_per_cpu_second", batched.cpu_rate(total_batched), "events/CPU-s")
+    per_event_rate = out.figure("per_event_rate", per_event.output_rate(per_event.total), "events/s")
+    batched_rate = out.figure("batched_rate", batched.output_rate(batched.total), "events/s")
+    out.figure("batched_committed_rate", batched.rate(batched.total), "events/s")
+    out.figure("per_event_per_cpu_second", per_event.output_cpu_rate(per_event.total), "events/CPU-s")
+    out.figure("batched_per_cpu_second", batched.output_cpu_rate(batched.total), "events/CPU-s")
+    report_batches(out, batched.batches)
     out.ratio("micro-batched / per-event", batched_rate / per_event_rate, at_least=10)
     out.ratio("micro-batched / trivial agent (app configuration)", batched_rate / run.figure("trivial", "app_rate"),
               at_least=0.3)
@@ -509,14 +519,14 @@ async def anomaly(run: BenchRun, out: Outcome) -> None:
 
 @benchmark("rul", "RUL forecasts (LSTM, GRU, TCN ensemble), micro-batched", needs=("trivial",))
 async def rul(run: BenchRun, out: Outcome) -> None:
-    before = run.inputs.get("extracted-features", 0)
     progress = await model_pipeline_rate(
         run, model="rul", pipeline="rul", input_topic="extracted-features",
-        messages=feature_messages, count=run.scale.model_events,
+        messages=feature_messages, count=run.scale.model_events, output_topic="rul-predictions",
     )
-    total = before + run.scale.model_events
-    rate = out.figure("batched_rate", progress.rate(total), "events/s")
-    out.figure("batched_per_cpu_second", progress.cpu_rate(total), "events/CPU-s")
+    rate = out.figure("batched_rate", progress.output_rate(progress.total), "events/s")
+    out.figure("batched_committed_rate", progress.rate(progress.total), "events/s")
+    out.figure("batched_per_cpu_second", progress.output_cpu_rate(progress.total), "events/CPU-s")
+    report_batches(out, progress.batches)
     out.ratio("micro-batched / trivial agent (app configuration)", rate / run.figure("trivial", "app_rate"))
 
 
@@ -536,4 +546,5 @@ async def returns(run: BenchRun, out: Outcome) -> None:
     )
     rate = out.figure("rate", progress.rate(count), "events/s")
     out.figure("rate_per_cpu_second", progress.cpu_rate(count), "events/CPU-s")
+    report_batches(out, progress.batches)
     out.ratio("returns / trivial agent (app configuration)", rate / run.figure("trivial", "app_rate"))
