@@ -30,7 +30,6 @@ def write_rows(root: str, name: str, schema: pa.Schema, partition_by: Sequence[s
     if dataset is None:
         dataset = _datasets[(root, name)] = LakeDataset(Path(root), name, schema, partition_by)
     written = dataset.write((row, SourcePosition(*position)) for row, position in rows)
-    del rows
     return_freed_memory()
     return written
 
