@@ -106,8 +106,10 @@ def benchmark(name: str, title: str, needs: tuple[str, ...] = ()) -> Callable[[B
 class BenchRun:
     """What every benchmark shares: the scale, a work dir, the broker and the outcomes so far."""
 
-    def __init__(self, scale: Scale, workdir: Path, quick: bool) -> None:
+    def __init__(self, scale: Scale, workdir: Path, quick: bool, profile_models: bool = False) -> None:
         self.scale = scale
+        # py-spy on the model benchmarks' workers: evidence, but it takes ~0.2 CPU from their measured span
+        self.profile_models = profile_models
         self.quick = quick
         self.workdir = workdir
         self.outcomes: dict[str, Outcome] = {}
@@ -343,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the README's bench section")
     parser.add_argument("--merge", action="store_true",
                         help="with --only: replace these benchmarks' outcomes in latest.json and the README table")
+    parser.add_argument("--profile-models", action="store_true",
+                        help="py-spy the anomaly and RUL workers while they are measured (slows them: evidence only)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks")
     args = parser.parse_args(argv)
 
@@ -360,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = Scale.quick(args.count) if args.quick else Scale()
     if args.replay:
         scale.replay = args.replay
-    run = BenchRun(scale, workdir, args.quick)
+    run = BenchRun(scale, workdir, args.quick, args.profile_models)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: workers and services are stopped
     started = time.perf_counter()
     try:

@@ -473,6 +473,9 @@ async def model_pipeline_rate(
     if batch_max is not None:
         extra["STREAMAPP_BATCH_MAX_SIZE"] = str(batch_max)
     await create_topic(run.bootstrap, input_topic, get_settings_partitions())
+    if output_topic:  # created as the worker declares it: the follower's metadata requests, sent before the
+        # worker's, would have the broker auto-create it with one partition
+        await create_topic(run.bootstrap, output_topic, get_settings_partitions())
     already = run.inputs.get(input_topic, 0)
     await produce(run.bootstrap, input_topic, messages(count, already))
     run.inputs[input_topic] = already + count
@@ -480,7 +483,8 @@ async def model_pipeline_rate(
     worker.start(timeout=180, wait_assigned=False)
     try:
         progress = await follow_worker(run, worker, input_topic, already + count, timeout_s=900,
-                                       profile="" if batch_max == 1 else model, output_topic=output_topic)
+                                       profile=model if run.profile_models and batch_max != 1 else "",
+                                       output_topic=output_topic)
         progress.batches = batch_figures(worker, pipeline)  # the pipeline's agent has the pipeline's name
         progress.total = already + count
         return progress

@@ -76,6 +76,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         # in-flight messages (tests/faults: test_sigterm_under_load...)
         "producer_acks": -1 if settings.producer_acks == "all" else int(settings.producer_acks),
         "producer_linger": settings.producer_linger_ms / 1000.0,
+        "producer_max_batch_size": settings.producer_max_batch_bytes,
         "producer_request_timeout": settings.producer_request_timeout_s,
         "web_port": choose_web_port(settings),
         "web_bind": settings.listen_host,

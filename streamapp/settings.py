@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     consumer_max_fetch_size: int = 4 * 1024 * 1024
     stream_buffer_maxsize: int = 65536  # must hold several fetches (4 MiB ~ 15k small messages) or the partitions pause and resume
     producer_linger_ms: float = 5.0
+    # bytes per partition in one produce batch: aiokafka makes a send wait while its partition's batch is full
+    # and not yet taken by the (one per broker) request in flight, so Faust's 16 KiB held results back
+    producer_max_batch_bytes: int = 512 * 1024
     producer_acks: str = "all"  # "all": a send succeeds once every in-sync replica has it; or "1", "0"
     # a batch stuck without a partition leader fails after this (Faust's default, 20 min, hangs every send
     # behind it after a broker crash); senders retry with back-off
