@@ -17,14 +17,13 @@ from typing import TYPE_CHECKING, Any, cast
 from faust.types import StreamT
 from sqlalchemy import Table
 
+from lake.model_outputs import ANOMALIES_SCHEMA, anomaly_lake_row
 from streamapp.anomaly_scoring import (
-    ANOMALIES_SCHEMA,
     anomaly_figures,
     anomaly_model,
     anomaly_result,
     criticality_rule,
     journal_row,
-    lake_row,
     score,
 )
 from streamapp.app import app
@@ -57,11 +56,11 @@ class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", AnomalyResult]):
             agent=AGENT, watcher=anomaly_model, figures=anomaly_figures, history=anomaly_history,
             output=anomalies_topic, journal=JournalSpec(cast(Table, AnomalyDetectionRow.__table__), "detection_id",
                                                         journal_row),
-            lake=LakeSpec("bronze/anomalies", ANOMALIES_SCHEMA, lake_row),
+            lake=LakeSpec("bronze/anomalies", ANOMALIES_SCHEMA, anomaly_lake_row),
         )
 
     async def compute(self, model: AnomalyEnsemble, version: str, admitted: list[Admitted]) -> list[Any]:
-        return await score(model, version, [item.window[-1] for item in admitted], [item.window for item in admitted])
+        return await score(model, version, [item.window for item in admitted])
 
     def results(
         self, admitted: list[Admitted], computed: list[Any], model: AnomalyEnsemble, version: str

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from faust.types import StreamT
 from sqlalchemy import Table
 
+from lake.model_outputs import RUL_SCHEMA, rul_lake_row
 from streamapp.app import app
 from streamapp.db.telemetry import RulPredictionRow
 from streamapp.feature_pipeline import (
@@ -28,10 +29,8 @@ from streamapp.feature_pipeline import (
 )
 from streamapp.records import RulPrediction
 from streamapp.rul_scoring import (
-    RUL_SCHEMA,
     forecast,
     journal_row,
-    lake_row,
     rul_figures,
     rul_model,
     rul_prediction,
@@ -52,7 +51,7 @@ class RulPipeline(FeatureBatchPipeline["RulEnsemble", RulPrediction]):
         super().__init__(
             agent="rul", watcher=rul_model, figures=rul_figures, history=rul_history, output=rul_predictions_topic,
             journal=JournalSpec(cast(Table, RulPredictionRow.__table__), "prediction_id", journal_row),
-            lake=LakeSpec("bronze/rul_predictions", RUL_SCHEMA, lake_row),
+            lake=LakeSpec("bronze/rul_predictions", RUL_SCHEMA, rul_lake_row),
         )
 
     async def compute(self, model: RulEnsemble, version: str, admitted: list[Admitted]) -> list[Any]:

@@ -5,7 +5,7 @@ Only this module's functions run in the child (light imports: pyarrow, no Faust,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,14 @@ def shipped(rows: list[tuple[dict[str, Any], SourcePosition]]) -> list[Shipped]:
     return [(row, (position.topic, position.partition, position.offset)) for row, position in rows]
 
 
-def write_rows(root: str, name: str, schema: pa.Schema, partition_by: Sequence[str], rows: list[Shipped]) -> int:
-    """In the child: write `rows` to the dataset; returns how many were new."""
+def write_rows(
+    root: str, name: str, schema: pa.Schema, partition_by: Sequence[str], rows: list[Shipped],
+    shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> int:
+    """In the child: write `rows` (shaped by `shape` first, see `LakeDataset`); returns how many were new."""
     dataset = _datasets.get((root, name))
     if dataset is None:
-        dataset = _datasets[(root, name)] = LakeDataset(Path(root), name, schema, partition_by)
+        dataset = _datasets[(root, name)] = LakeDataset(Path(root), name, schema, partition_by, shape)
     written = dataset.write((row, SourcePosition(*position)) for row, position in rows)
     return_freed_memory()
     return written

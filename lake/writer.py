@@ -66,11 +66,17 @@ def _safe(value: Any) -> str:
 class LakeDataset:
     """One dataset (e.g. `raw/iot_measurements`) under the lake root."""
 
-    def __init__(self, root: Path, name: str, schema: pa.Schema, partition_by: Sequence[str] = ()) -> None:
+    def __init__(
+        self, root: Path, name: str, schema: pa.Schema, partition_by: Sequence[str] = (),
+        shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.name = name
         self.schema = schema
         self.partition_by = list(partition_by)
+        # how an added row becomes a lake row, applied when the rows are written (off the event loop); a
+        # module-level function, so that a writer process receives it by reference
+        self.shape = shape
         self.path = self.root / name
         self._file_schema = pa.schema([f for f in schema if f.name not in self.partition_by])
         self._high_water: dict[tuple[str, int, str], int] = {}
@@ -105,7 +111,8 @@ class LakeDataset:
 
         The new rows are converted to Arrow columns once, grouped by (source partition, Hive partition),
         and each group is written as a slice of that one table (one file per group)."""
-        entries = list(rows)
+        shape = self.shape
+        entries = list(rows) if shape is None else [(shape(row), position) for row, position in rows]
         groups: dict[tuple[str, int, str], list[int]] = defaultdict(list)
         hive_dir = self._hive_dir
         for index, (row, position) in enumerate(entries):

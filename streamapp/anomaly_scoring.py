@@ -13,8 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from models.base import missing_features
 from streamapp.feature_messages import (  # noqa: F401  (parse_time, message_problems: re-exported)
     json_safe,
@@ -22,33 +20,20 @@ from streamapp.feature_messages import (  # noqa: F401  (parse_time, message_pro
     numeric_features,
     parse_time,
     record_key,
-    sorted_json,
-    trailing_rows,
+    window_matrices,
 )
 from streamapp.feature_pipeline import PipelineFigures
 from streamapp.model_process import model_process
 from streamapp.model_watch import ProductionModel
-from streamapp.records import AnomalyResult, ModelScore
+from streamapp.records import AnomalyResult, ModelScore, built
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from models.anomaly import AdaptiveCriticality, AnomalyEnsemble
 
 ANOMALY_MODEL_NAME = "anomaly"
-MODEL_NAMES = ("isolation_forest", "one_class_svm", "lstm_autoencoder")
 # the contract's levels, lowest first (= models.anomaly.criticality.LEVELS, which imports torch with its package)
 CRITICALITY_LEVELS = ("low", "medium", "high", "critical")
 
-UTC_TIME = pa.timestamp("us", tz="UTC")
-ANOMALIES_SCHEMA = pa.schema([
-    ("detection_id", pa.string()), ("asset_id", pa.string()), ("sensor_id", pa.string()), ("timestamp", UTC_TIME),
-    ("final_score", pa.float64()), ("is_anomaly", pa.bool_()), ("criticality", pa.string()),
-    *[(f"{name}_{part}", kind) for name in MODEL_NAMES
-      for part, kind in (("score", pa.float64()), ("threshold", pa.float64()), ("is_anomaly", pa.bool_()))],
-    ("features", pa.map_(pa.string(), pa.float64())), ("metadata", pa.string()), ("model_version", pa.string()),
-    ("date", pa.string()),
-])
 
 
 def _load_ensemble(path: Path) -> AnomalyEnsemble:
@@ -67,40 +52,26 @@ def absent_features(model: AnomalyEnsemble, features: Mapping[str, Any]) -> list
 
 
 # ---- scoring -----------------------------------------------------------------------------------------
-def history_matrix(model: AnomalyEnsemble, vectors: Sequence[Mapping[str, float]]) -> np.ndarray:
-    """The asset's recent vectors as model rows, oldest first: the trailing run that holds every model
-    feature, at most `model.window` long (shorter runs are padded and flagged by the ensemble)."""
+def score_rows(model: AnomalyEnsemble, histories: Sequence[Sequence[Mapping[str, float]]]) -> list[dict[str, Any]]:
+    """Blocking: score the last vector of each history (an asset's recent vectors, oldest first, ending
+    with the one scored) -> `BatchScores.row` dicts. The LSTM reads each history's trailing run that holds
+    every model feature, at most `model.window` long (shorter runs are padded and flagged by the ensemble)."""
     import numpy as np
 
-    rows = trailing_rows(model.feature_names, vectors, model.window)
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(model.feature_names))
-
-
-def score_rows(
-    model: AnomalyEnsemble, rows: Sequence[Mapping[str, float]], histories: Sequence[Sequence[Mapping[str, float]]]
-) -> list[dict[str, Any]]:
-    """Blocking: score rows (each with its asset's recent vectors ending with it) -> `BatchScores.row` dicts."""
-    import numpy as np
-
-    if not rows:
+    if not histories:
         return []
-    X = np.asarray([[float(row[name]) for name in model.feature_names] for row in rows], dtype=np.float64)
-    windows = [history_matrix(model, history) for history in histories]
+    names = model.feature_names
+    X = np.asarray([[float(history[-1][name]) for name in names] for history in histories], dtype=np.float64)
+    windows = window_matrices(names, histories, model.window)
     windows = [window if len(window) else X[i : i + 1] for i, window in enumerate(windows)]
-    batch = model.score_batch(X, windows)
-    return batch.rows()
+    return model.score_batch(X, windows).rows()
 
 
 async def score(
-    model: AnomalyEnsemble, version: str, rows: Sequence[Mapping[str, float]],
-    histories: Sequence[Sequence[Mapping[str, float]]],
+    model: AnomalyEnsemble, version: str, histories: Sequence[Sequence[Mapping[str, float]]]
 ) -> list[dict[str, Any]]:
-    """`score_rows` in the model process (`streamapp.model_process`); each history is cut to the LSTM's
-    window first (the rows beyond it are never read), so less is shipped."""
-    size = model.window
-    return await model_process.call(
-        ANOMALY_MODEL_NAME, version, model, score_rows, list(rows), [history[-size:] for history in histories]
-    )
+    """`score_rows` in the model process (`streamapp.model_process`)."""
+    return await model_process.call_on_windows(ANOMALY_MODEL_NAME, version, model, score_rows, model.window, histories)
 
 
 def criticality_rule(model: AnomalyEnsemble) -> AdaptiveCriticality:
@@ -119,9 +90,9 @@ def anomaly_result(
     meta.update({
         "model_label": model.version, "history_length": history_length, "lstm_padded": scored["lstm_padded"],
     })
-    return AnomalyResult(
-        asset_id=asset_id, sensor_id=sensor_id, timestamp=timestamp,
-        scores=[ModelScore(**entry) for entry in scored["scores"]],
+    return built(
+        AnomalyResult, asset_id=asset_id, sensor_id=sensor_id, timestamp=timestamp,
+        scores=[built(ModelScore, **entry) for entry in scored["scores"]],
         final_score=scored["final_score"], is_anomaly=scored["is_anomaly"], criticality=criticality,
         features=numeric_features(features),
         metadata=meta, model_version=version,
@@ -153,22 +124,6 @@ def journal_row(result: AnomalyResult, created_at: datetime) -> dict[str, Any]:
         "features": result.features, "metadata": result.metadata,
         "model_version": result.model_version, "created_at": created_at,
     }
-
-
-def lake_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A journal row flattened for `bronze/anomalies` (one column per model score, partitioned by date)."""
-    flat: dict[str, Any] = {
-        name: row[name] for name in
-        ("detection_id", "asset_id", "sensor_id", "timestamp", "final_score", "is_anomaly", "criticality",
-         "model_version")
-    }
-    for entry in row["scores"]:
-        for part in ("score", "threshold", "is_anomaly"):
-            flat[f"{entry['model_name']}_{part}"] = entry[part]
-    flat["features"] = sorted(row["features"].items())
-    flat["metadata"] = sorted_json(row["metadata"])
-    flat["date"] = row["timestamp"].date().isoformat()
-    return flat
 
 
 # ---- running figures ---------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
-
-import orjson
+from typing import TYPE_CHECKING, Any, cast
 
 from models.base import missing_features
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_ID_LENGTH = 128  # asset_id / sensor_id columns of the telemetry journals
 
@@ -64,25 +65,55 @@ def body_problems(body: Any, feature_names: Sequence[str] | None) -> list[str]:
     return problems
 
 
+def _model_row(names: list[str], vector: Mapping[str, float]) -> list[float] | None:
+    """One vector as a row in `names` order; None when it lacks one of them (or holds a non-number)."""
+    values = [vector.get(name) for name in names]
+    if all(type(value) is float and math.isfinite(value) for value in values):  # the usual case, fast
+        return cast(list[float], values)
+    if missing_features(names, dict(vector)):
+        return None
+    return [float(vector[name]) for name in names]
+
+
 def trailing_rows(
-    feature_names: Sequence[str], vectors: Sequence[Mapping[str, float]], limit: int
+    feature_names: Sequence[str], vectors: Sequence[Mapping[str, float]], limit: int,
+    converted: dict[int, list[float] | None] | None = None,
 ) -> list[list[float]]:
     """An asset's recent vectors as rows in `feature_names` order, oldest first: the trailing run (at most
-    `limit` long) in which every vector holds every name, so a model change never mixes in partial rows."""
+    `limit` long) in which every vector holds every name, so a model change never mixes in partial rows.
+    `converted` (vector id -> row) lets windows that share vector objects convert each of them once."""
     names = list(feature_names)
     rows: list[list[float]] = []
     for vector in reversed(vectors):
         if len(rows) == limit:
             break
-        values = [vector.get(name) for name in names]
-        if all(type(value) is float and math.isfinite(value) for value in values):  # the usual case, fast
-            rows.append(cast(list[float], values))
-        elif missing_features(names, dict(vector)):
-            break
+        if converted is None:
+            row = _model_row(names, vector)
+        elif id(vector) in converted:
+            row = converted[id(vector)]
         else:
-            rows.append([float(vector[name]) for name in names])
+            row = converted[id(vector)] = _model_row(names, vector)
+        if row is None:
+            break
+        rows.append(row)
     rows.reverse()
     return rows
+
+
+def window_matrices(
+    feature_names: Sequence[str], histories: Sequence[Sequence[Mapping[str, float]]], limit: int
+) -> list[np.ndarray]:
+    """Each history's `trailing_rows` as a (rows, features) float matrix. The events of one asset in a batch
+    share most of their window's vector objects, so each vector is converted once per call."""
+    import numpy as np
+
+    converted: dict[int, list[float] | None] = {}
+    width = len(feature_names)
+    matrices = []
+    for history in histories:
+        rows = trailing_rows(feature_names, history, limit, converted)
+        matrices.append(np.asarray(rows, dtype=np.float64).reshape(len(rows), width))
+    return matrices
 
 
 def record_key(asset_id: str, sensor_id: str, timestamp: str) -> str:
@@ -99,11 +130,6 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(item) for item in value]
     return value
-
-
-def sorted_json(value: Any) -> str:
-    """`value` as compact JSON text with sorted keys (the lake's metadata column); unknown types as str."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
 def is_number(value: Any) -> bool:

@@ -118,7 +118,8 @@ class JournalSpec:
 
 @dataclass(frozen=True)
 class LakeSpec:
-    """Where journal rows go in the lake (partitioned by date): dataset, schema and the flattened row."""
+    """Where journal rows go in the lake (partitioned by date): dataset, schema and the flattened row
+    (a module-level function: the lake writer applies it, in its own process)."""
 
     name: str
     schema: pa.Schema
@@ -135,7 +136,7 @@ class FeatureBatchPipeline(Generic[M, R]):
         self.agent, self.watcher, self.figures, self.history = agent, watcher, figures, history
         self.output_topic, self.journal, self.lake = output, journal, lake
         self.schema_ready = False
-        self.sink: LakeSink = lake_sink(agent, [lake_dataset(lake.name, lake.schema, ["date"])])
+        self.sink: LakeSink = lake_sink(agent, [lake_dataset(lake.name, lake.schema, ["date"], lake.row)])
         self.background = BackgroundBatches(BATCHES_IN_FLIGHT)
         self._in_order: asyncio.Future[None] | None = None  # set once the last batch handed over its results
 
@@ -222,8 +223,8 @@ class FeatureBatchPipeline(Generic[M, R]):
             confirmations = await publishing.send_records(messages)
             now = datetime.now(UTC)
             rows = [self.journal.row(result, now) for result in results]
-            self.sink.add(self.lake.name, [
-                (self.lake.row(row), position_of(item.event)) for row, item in zip(rows, batch.admitted, strict=True)
+            self.sink.add(self.lake.name, [  # flattened by `lake.row` when written
+                (row, position_of(item.event)) for row, item in zip(rows, batch.admitted, strict=True)
             ])
         finally:
             if not done_in_order.done():

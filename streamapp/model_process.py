@@ -2,7 +2,7 @@
 event loop. The model is sent to the child once per version (as `pickle` bytes: tensors by value); each
 batch ships only its rows:
 
-    result = await model_process.call("anomaly", version, model, score_rows, rows, histories)
+    result = await model_process.call("anomaly", version, model, score_rows, histories)
 
 `fn` must be a module-level function taking the model first (it is pickled by reference).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from streamapp.child_process import ChildProcess, offloading, one_torch_thread
@@ -72,6 +72,14 @@ class ModelProcess:
             except ModelNotInstalled:
                 self._sent.pop(name, None)
         raise RuntimeError(f"the model process did not keep {name} {version}")
+
+    async def call_on_windows(
+        self, name: str, version: str, model: Any, fn: Callable[..., T], window: int,
+        histories: Sequence[Sequence[Any]],
+    ) -> T:
+        """`fn(model, histories)` in the child, each history (an asset's vectors, oldest first) cut to its
+        last `window` first: the model reads no more, so no more is shipped."""
+        return await self.call(name, version, model, fn, [history[-window:] for history in histories])
 
 
 model_process = ModelProcess()

@@ -66,7 +66,7 @@ class ChildLakeWriter:
             return await self.thread.write(dataset, rows)
         return await self.child.run(
             offload.write_rows, str(dataset.root), dataset.name, dataset.schema, list(dataset.partition_by),
-            offload.shipped(rows),
+            offload.shipped(rows), dataset.shape,
         )
 
     def forget_partition(self, topic: str, partition: int) -> None:
@@ -92,8 +92,10 @@ def lake_sink(name: str, datasets: list[LakeDataset]) -> LakeSink:
     return sink
 
 
-def lake_dataset(name: str, schema: Any, partition_by: list[str]) -> LakeDataset:
-    return LakeDataset(get_settings().lake_path, name, schema, partition_by)
+def lake_dataset(
+    name: str, schema: Any, partition_by: list[str], shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> LakeDataset:
+    return LakeDataset(get_settings().lake_path, name, schema, partition_by, shape)
 
 
 async def flush_lake(sink: LakeSink) -> int:

@@ -64,15 +64,13 @@ async def detect(items: list[Any], *, prefix: bool) -> list[dict[str, Any]]:
     if model is None:
         raise RequestError(503, ["model-not-trained: no anomaly model is promoted to production yet"])
     windows: dict[str, list[dict[str, float]]] = {}
-    rows, histories = [], []
+    histories = []
     for item in items:
         asset = item["asset_id"]
-        vector = {name: float(item["features"][name]) for name in model.feature_names}
         window = windows.setdefault(asset, anomaly_history.window(asset))
-        window.append(vector)
-        rows.append(vector)
+        window.append({name: float(item["features"][name]) for name in model.feature_names})
         histories.append(list(window[-max(anomaly_history.size, 1):]))
-    scored = await score(model, str(version), rows, histories)
+    scored = await score(model, str(version), histories)
     rule = criticality_rule(model)
     states: dict[str, Any] = {}
     now = datetime.now(UTC).isoformat()

@@ -84,3 +84,29 @@ async def test_lake_rows_are_written_by_the_child_once_even_when_replayed(tmp_pa
         writer.child.stop()
     table = read_dataset(tmp_path, "raw/things")
     assert sorted(table.column("id").to_pylist()) == sorted(f"r{offset}" for offset in range(15))
+
+
+def doubled_on_day_two(row: dict[str, object]) -> dict[str, object]:
+    """A dataset's `shape`: the lake row of an added row (module level: the child gets it by reference)."""
+    return {"id": row["key"], "value": 2 * float(row["amount"]), "day": "d2"}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("in_child", [True, False], ids=["child", "thread"])
+async def test_a_dataset_shapes_its_rows_where_they_are_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_child: bool
+) -> None:
+    monkeypatch.setenv("STREAMAPP_CHILD_PROCESSES", "true" if in_child else "false")
+    get_settings.cache_clear()
+    writer = ChildLakeWriter()
+    dataset = LakeDataset(tmp_path, "bronze/things", SCHEMA, ["day"], shape=doubled_on_day_two)
+    added = [({"key": f"k{n}", "amount": n}, SourcePosition("t", 1, n)) for n in range(4)]
+    try:
+        assert await writer.write(dataset, added) == 4
+        assert await writer.write(dataset, added[2:]) == 0  # shaped rows keep their source offsets
+    finally:
+        writer.child.stop()
+        get_settings.cache_clear()
+    table = read_dataset(tmp_path, "bronze/things")
+    assert sorted(zip(table.column("id").to_pylist(), table.column("value").to_pylist(), strict=True)) == [
+        ("k0", 0.0), ("k1", 2.0), ("k2", 4.0), ("k3", 6.0)]
+    assert [path.parent.name for path in (tmp_path / "bronze/things").rglob("*.parquet")] == ["day=d2"]
