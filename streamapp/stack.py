@@ -40,7 +40,7 @@ from streamapp.settings import get_settings
 
 KAFKA_VERSION = "4.4.0"
 KAFKA_SCALA = "2.13"
-KAFKA_HEAP = ["-Xmx512m", "-Xms256m"]
+KAFKA_HEAP = ["-Xmx1g", "-Xms1g"]  # the heap of Kafka's own start script: a smaller one kept G1 marking without pause
 KAFKA_JVM_FLAGS = [
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
