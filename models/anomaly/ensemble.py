@@ -76,7 +76,23 @@ class BatchScores:
         }
 
     def rows(self) -> list[dict[str, Any]]:
-        return [self.row(i) for i in range(len(self))]
+        """Every `row`, with the arrays read once (`tolist`) rather than element by element."""
+        scores = {name: self.scores[name].tolist() for name in MODEL_NAMES}
+        verdicts = {name: self.verdicts[name].tolist() for name in MODEL_NAMES}
+        thresholds = {name: self.thresholds[name] for name in MODEL_NAMES}
+        return [
+            {
+                "scores": [
+                    {"score": scores[name][i], "model_name": name, "threshold": thresholds[name],
+                     "is_anomaly": verdicts[name][i]}
+                    for name in MODEL_NAMES
+                ],
+                "final_score": final_score, "is_anomaly": is_anomaly, "lstm_padded": padded,
+            }
+            for i, (final_score, is_anomaly, padded) in enumerate(zip(
+                self.final_score.tolist(), self.is_anomaly.tolist(), self.lstm_padded.tolist(), strict=True
+            ))
+        ]
 
 
 class AnomalyEnsemble(ContaminationThreshold):

@@ -167,6 +167,9 @@ def test_ensemble_results_carry_three_scores_in_unit_interval_with_thresholds(
         assert result.thresholds[name] == pytest.approx(0.95)
     assert ((result.final_score >= 0) & (result.final_score <= 1)).all()
     np.testing.assert_array_equal(result.is_anomaly, result.final_score > result.threshold)
+    every = result.rows()  # read column-wise: the same plain values as row by row
+    assert every == [result.row(i) for i in range(len(rows))]
+    assert type(every[3]["final_score"]) is float and type(every[3]["scores"][0]["is_anomaly"]) is bool
 
 
 def test_ensemble_flags_rows_whose_asset_has_too_little_history_for_the_lstm(
