@@ -9,6 +9,7 @@ from typing import Any
 
 import faust
 
+from streamapp.partitioner import KeyHashPartitioner
 from streamapp.settings import Settings, get_settings
 
 
@@ -77,6 +78,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "producer_acks": -1 if settings.producer_acks == "all" else int(settings.producer_acks),
         "producer_linger": settings.producer_linger_ms / 1000.0,
         "producer_max_batch_size": settings.producer_max_batch_bytes,
+        "producer_partitioner": KeyHashPartitioner(),
         "producer_request_timeout": settings.producer_request_timeout_s,
         "web_port": choose_web_port(settings),
         "web_bind": settings.listen_host,
