@@ -210,7 +210,7 @@ class FeatureBatchPipeline(Generic[M, R]):
     ) -> None:
         """A batch's tail: once its model output is in and the batch before it has handed over its
         results, the results (criticality and other per-asset state in batch order) go to the producer
-        and the lake; then dead letters, the broker's confirmations, the journal and the acks."""
+        and the lake; then dead letters, the broker's confirmations and the journal (at once), then the acks."""
         try:
             computed = await self.model_output(batch)
             if previous is not None:
@@ -229,9 +229,8 @@ class FeatureBatchPipeline(Generic[M, R]):
         finally:
             if not done_in_order.done():
                 done_in_order.set_result(None)
-        await self.dead_letter(batch.rejected)
-        await self.confirm(messages, confirmations)
-        await self.store(rows)
+        # dead letters, the broker's confirmations and the journal wait on different services: together
+        await asyncio.gather(self.dead_letter(batch.rejected), self.confirm(messages, confirmations), self.store(rows))
         await ack_after_lake(self.sink, stream, list(batch.events))
 
     async def model_output(self, batch: ScoredBatch[M]) -> list[Any]:
