@@ -97,6 +97,17 @@ def performance_notes(run: BenchRun) -> str:
         "  A batch is scored in the model process while the agent checks the next one (3 in flight).",
         "- PostgreSQL upserts are one `INSERT ... SELECT FROM unnest($1, $2, ...)` per batch over column arrays",
         "  (asyncpg encodes them in C); SQLAlchemy's executemany bound parameters row by row in Python.",
+        "- produce batches of 512 KiB per partition (`STREAMAPP_PRODUCER_MAX_BATCH_BYTES`; Faust's 16 KiB made",
+        "  aiokafka hold each send while its partition's full batch waited for the one request in flight, and",
+        "  cost the broker 3-4x the CPU per message); keys' murmur2 hashes are remembered (`streamapp/partitioner.py`).",
+        "- model results are built without Faust's per-field descriptors (`records.built`); the lake process",
+        "  flattens journal rows into lake rows (`LakeDataset.shape`); an asset's vectors shared by the windows",
+        "  of one batch are converted to model rows once.",
+        "",
+        "How the bench measures: the local broker runs with Kafka's own 1 GiB heap (with 256-512 MiB, G1's",
+        "concurrent marking took half the broker's CPU under load and slowed every benchmark); the trivial",
+        "references are the median of 3 runs; model output topics are created with the app's partitions before",
+        "the run; py-spy samples the model workers only with `--profile-models` (it costs them ~0.2 CPU).",
     ]
     iot, quix = _figure(run, "iot", "rate"), _figure(run, "quix", "rate")
     if iot and quix:
