@@ -1,6 +1,7 @@
 """What the anomaly agent and the anomaly views share: the production ensemble, checks of incoming
 feature messages, scoring off the event loop, the `AnomalyResult` built from a score, the journal row
-(`anomaly_detections`, `bronze/anomalies`) and the running figures shown by the status views.
+(`anomaly_detections`; `lake.model_outputs` flattens it for `bronze/anomalies`) and the running figures
+shown by the status views.
 
 The models (torch, scikit-learn) are imported only when a model is loaded, never at worker start."""
 

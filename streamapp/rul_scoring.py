@@ -1,6 +1,7 @@
 """What the RUL agent and the RUL views share: the production ensemble, forecasts off the event loop from
 an asset's recent feature vectors, the `RulPrediction` built from a forecast, its journal row
-(`rul_predictions`, `bronze/rul_predictions`) and the running figures of the status view.
+(`rul_predictions`; `lake.model_outputs` flattens it for `bronze/rul_predictions`) and the running figures
+of the status view.
 
 The window a forecast reads is the served model's own (`config.window`, padded by repeating the first
 cycle when an asset has fewer, which `metadata.padded` states), cut from the same rows and scaled by the
