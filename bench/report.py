@@ -103,8 +103,6 @@ def performance_notes(run: BenchRun) -> str:
         "- model results are built without Faust's per-field descriptors (`records.built`); the lake process",
         "  flattens journal rows into lake rows (`LakeDataset.shape`); an asset's vectors shared by the windows",
         "  of one batch are converted to model rows once.",
-        "- offsets are committed on the 1-s interval only (`STREAMAPP_BROKER_COMMIT_EVERY=0`): Faust also committed",
-        "  every 10,000 acks, inline in delivery, and a lake flush acknowledges 20,000 events at once.",
         "",
         "How the bench measures: the local broker runs with Kafka's own 1 GiB heap (with 256-512 MiB, G1's",
         "concurrent marking took half the broker's CPU under load and slowed every benchmark); the trivial",

@@ -12,8 +12,6 @@ import faust
 from streamapp.partitioner import KeyHashPartitioner
 from streamapp.settings import Settings, get_settings
 
-COMMIT_ON_INTERVAL_ONLY = 2**62  # Faust wants a count: one never reached
-
 
 def _port_is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -71,7 +69,6 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "broker_rebalance_timeout": settings.broker_rebalance_timeout,
         "broker_request_timeout": settings.broker_request_timeout,
         "broker_commit_interval": settings.broker_commit_interval,
-        "broker_commit_every": settings.broker_commit_every or COMMIT_ON_INTERVAL_ONLY,
         "consumer_max_fetch_size": settings.consumer_max_fetch_size,
         "stream_buffer_maxsize": settings.stream_buffer_maxsize,
         "stream_wait_empty": False,

@@ -58,10 +58,6 @@ class Settings(BaseSettings):
     broker_rebalance_timeout: float = 10.0
     broker_request_timeout: float = 30.0
     broker_commit_interval: float = 1.0
-    # also commit once this many messages were acknowledged (0: on the interval only). Model pipelines
-    # acknowledge a whole lake flush at once, so a count made the next delivery stop for a commit (and
-    # Faust's producer flush before it) after every flush
-    broker_commit_every: int = 0
     consumer_max_fetch_size: int = 4 * 1024 * 1024
     stream_buffer_maxsize: int = 65536  # must hold several fetches (4 MiB ~ 15k small messages) or the partitions pause and resume
     producer_linger_ms: float = 5.0

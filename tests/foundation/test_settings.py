@@ -53,20 +53,3 @@ def test_secrets_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     shown = str(Settings().redacted())
     assert "s3cret-token" not in shown and "hunter2" not in shown
     assert redact_url("mysql+aiomysql://u:p@h/db") == "mysql+aiomysql://u:***@h/db"
-
-
-def test_producer_and_commit_settings_reach_faust(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from streamapp.faust_config import COMMIT_ON_INTERVAL_ONLY, faust_options
-    from streamapp.partitioner import KeyHashPartitioner
-
-    monkeypatch.setenv("STREAMAPP_VAR_DIR", str(tmp_path))
-    monkeypatch.setenv("STREAMAPP_WEB_PORT", "7078")
-    defaults = faust_options(Settings())
-    assert defaults["broker_commit_every"] == COMMIT_ON_INTERVAL_ONLY  # commits on the 1-s interval only
-    assert defaults["broker_commit_interval"] == 1.0
-    assert defaults["producer_max_batch_size"] == 512 * 1024
-    assert isinstance(defaults["producer_partitioner"], KeyHashPartitioner)
-    monkeypatch.setenv("STREAMAPP_BROKER_COMMIT_EVERY", "5000")
-    monkeypatch.setenv("STREAMAPP_PRODUCER_MAX_BATCH_BYTES", "65536")
-    tuned = faust_options(Settings())
-    assert tuned["broker_commit_every"] == 5000 and tuned["producer_max_batch_size"] == 65536
