@@ -46,7 +46,7 @@ from faust.types import EventT, StreamT  # noqa: E402
 from lake import offload  # noqa: E402
 from lake.sink import LakeSink, ThreadRowWriter  # noqa: E402
 from lake.writer import LakeDataset, SourcePosition  # noqa: E402
-from streamapp.batching import acknowledge  # noqa: E402
+from streamapp.batching import acknowledge_messages  # noqa: E402
 from streamapp.child_process import ChildProcess, offloading  # noqa: E402
 
 _lake_sinks: list[LakeSink] = []
@@ -128,8 +128,10 @@ async def ack_after_lake(sink: LakeSink, stream: StreamT, events: list[EventT]) 
     so the agent goes on with its next batch meanwhile; it waits only when the writer falls behind by
     `BUFFERED_FLUSHES_MAX` flushes' worth of rows."""
 
+    messages = [event.message for event in events]  # not the events: their records are freed meanwhile
+
     async def acknowledge_events() -> None:
-        acknowledge(stream, events)
+        acknowledge_messages(stream, messages)
 
     sink.on_flushed(acknowledge_events)
     while sink.buffered_rows >= sink.flush_rows * BUFFERED_FLUSHES_MAX:

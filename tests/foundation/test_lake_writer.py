@@ -71,3 +71,49 @@ async def test_an_event_delivered_twice_within_one_batch_is_written_once(tmp_pat
     sink.add("bronze/x", two_alerts_of_7 + first[1:] + again)  # the replay of 7 and 8 in the same batch
     assert await sink.flush() == 3
     assert sorted(read_dataset(tmp_path, "bronze/x").column("value").to_pylist()) == [7.0, 7.0, 8.0]
+
+
+class _Message:
+    def __init__(self, offset: int) -> None:
+        self.tp, self.offset, self.acked = ("t", 0), offset, False
+
+    def ack(self, consumer: object) -> bool:
+        first, self.acked = not self.acked, True
+        return first
+
+
+class _Event:
+    def __init__(self, offset: int) -> None:
+        self.message = _Message(offset)
+
+
+class _Stream:
+    def __init__(self) -> None:
+        self.app = type("App", (), {"consumer": object()})()
+        self.out: list[int] = []
+
+    def _on_message_out(self, tp: object, offset: int, message: object) -> None:
+        self.out.append(offset)
+
+
+async def test_events_waiting_for_a_lake_flush_are_freed_and_acknowledged_by_their_messages(tmp_path: Path) -> None:
+    """Thousands of decoded events held until a flush made the GC walk them; only their messages wait."""
+    import gc
+    import weakref
+
+    from lake.sink import LakeSink
+    from streamapp.sinks import ack_after_lake
+
+    sink = LakeSink("t", [LakeDataset(tmp_path, "bronze/x", SCHEMA, [])], flush_rows=1000, flush_seconds=60)
+    stream = _Stream()
+    events = [_Event(offset) for offset in range(3)]
+    sink.add("bronze/x", rows(0, 2))
+    await ack_after_lake(sink, stream, events)  # type: ignore[arg-type]
+    messages = [event.message for event in events]
+    alive = [weakref.ref(event) for event in events]
+    del events
+    gc.collect()
+    assert [ref() for ref in alive] == [None, None, None]
+    assert stream.out == []  # nothing acknowledged before the rows are on disk
+    assert await sink.flush() == 3
+    assert stream.out == [0, 1, 2] and all(message.acked for message in messages)
