@@ -27,10 +27,11 @@ from sklearn.model_selection import train_test_split
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # runnable as a plain script from any directory
 
+from bench.shared_data import shared_data_dir  # noqa: E402
 from models.anomaly import AnomalyEnsemble, LstmAutoencoderDetector  # noqa: E402
 from models.features import FEATURE_NAMES, window_features  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+DATA = shared_data_dir()
 RESULTS = ROOT / "bench" / "results" / "eval_anomaly.json"
 ADBENCH_SETS = {
     "6_cardio": 0.92,

@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.shared_data import shared_data_dir  # noqa: E402
 from models.rul import RulConfig, train_rul_ensemble  # noqa: E402
 from models.rul.cmapss import FEATURE_NAMES, feature_rows, last_windows, load_subset, tuned_config  # noqa: E402
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also feed FD001's settings and sensor_6 to the networks",
     )
-    parser.add_argument("--data-dir", type=Path, default=Path("/work/shared/data/cmapss"))
+    parser.add_argument("--data-dir", type=Path, default=shared_data_dir() / "cmapss")
     parser.add_argument("--subset", default="FD001")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "eval_rul.json")
     args = parser.parse_args(argv)

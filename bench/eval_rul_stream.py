@@ -28,6 +28,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 from bench.eval_rul import ACCEPTANCE, metrics  # noqa: E402
+from bench.shared_data import shared_data_dir  # noqa: E402
 from tests.kafka_helpers import read_topic  # noqa: E402
 from tests.worker import model_worker, private_mlflow, served_version  # noqa: E402
 
@@ -94,7 +95,7 @@ def evaluate(model: Any, subset: Any, last: dict[str, dict[str, Any]], assets: l
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path("/work/shared/data/cmapss"))
+    parser.add_argument("--data-dir", type=Path, default=shared_data_dir() / "cmapss")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "eval_rul_stream.json")
     args = parser.parse_args(argv)

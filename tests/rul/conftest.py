@@ -3,11 +3,11 @@ once per session on train_FD001 (few epochs, small networks: seconds), and a wat
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench.shared_data import shared_data_dir
 from tests.faust_testing import (  # noqa: F401
     Serving,
     captured_sends,
@@ -16,7 +16,7 @@ from tests.faust_testing import (  # noqa: F401
     pipeline_fixtures,
 )
 
-CMAPSS_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "cmapss"
+CMAPSS_DIR = shared_data_dir() / "cmapss"
 SEED_EXAMPLE = {  # rul-worker-guide.md, "Input : Features Extraites"
     "asset_id": "ASSET001",
     "sensor_id": "SENSOR001",
