@@ -20,6 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from streamapp.gc_tuning import freeze_startup_objects, raise_young_threshold
 from streamapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,15 @@ def one_torch_thread() -> None:
         pass
 
 
+def _start_child(initializer: Callable[[], None] | None, gc_young_threshold: int) -> None:
+    """In the child, first: the worker's collector settings (rows and model inputs arrive by the thousand),
+    then the child's own start (e.g. torch's threads), then what start-up left alive is frozen."""
+    raise_young_threshold(gc_young_threshold)
+    if initializer is not None:
+        initializer()
+    freeze_startup_objects()
+
+
 class ChildProcess:
     """One child process, started on first use, replaced when it dies, stopped at worker shutdown."""
 
@@ -55,7 +65,8 @@ class ChildProcess:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=self.initializer,
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
+                initargs=(self.initializer, get_settings().gc_young_threshold),
             )
             self.generation += 1
         return self._pool

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, cast
 
@@ -20,6 +19,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from mode import Service
 
+from streamapp.gc_tuning import freeze_startup_objects, raise_young_threshold
 from streamapp.settings import get_settings
 
 YIELD_EVERY = 100  # messages delivered between two yields to the event loop (as Faust does)
@@ -32,17 +32,9 @@ async def _chain(first: tuple[TP, Message], rest: AsyncIterator[tuple[TP, Messag
 
 
 def tune_garbage_collector() -> None:
-    """Collect the young generation less often: each message allocates a dozen objects, and with
-    Python's default threshold the collector ran every ~60 messages (~15 % of a worker's CPU); and
-    freeze what start-up left alive, so full collections only walk what the pipelines create."""
-    threshold = get_settings().gc_young_threshold
-    if threshold > 0:
-        _, middle, old = gc.get_threshold()
-        gc.set_threshold(threshold, middle, old)
-    # what is alive once the worker starts (the imported libraries: hundreds of thousands of objects)
-    # stays alive: keep it out of every later full collection, which otherwise pauses the loop for 100s of ms
-    gc.collect()
-    gc.freeze()
+    """The worker's collector: young collections less often, start-up objects frozen (`streamapp.gc_tuning`)."""
+    raise_young_threshold(get_settings().gc_young_threshold)
+    freeze_startup_objects()
 
 
 class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):

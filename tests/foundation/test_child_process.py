@@ -110,3 +110,13 @@ async def test_a_dataset_shapes_its_rows_where_they_are_written(
     assert sorted(zip(table.column("id").to_pylist(), table.column("value").to_pylist(), strict=True)) == [
         ("k0", 0.0), ("k1", 2.0), ("k2", 4.0), ("k3", 6.0)]
     assert [path.parent.name for path in (tmp_path / "bronze/things").rglob("*.parquet")] == ["day=d2"]
+
+
+async def test_a_child_collects_garbage_like_the_worker(child: ChildProcess) -> None:
+    """Rows and model inputs reach a child by the thousand: its young generation is collected at the
+    worker's threshold, not Python's 700 allocations, and what its start-up loaded is frozen."""
+    import gc
+
+    young, *_ = await child.run(gc.get_threshold)
+    assert young == get_settings().gc_young_threshold != 700
+    assert await child.run(gc.get_freeze_count) > 0
