@@ -46,6 +46,39 @@ class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = get_settings().consumer_fetch_max_wait_ms  # read when it starts its fetcher
         return consumer
 
+    async def getmany(self, active_partitions: Any, timeout: float) -> Any:  # noqa: ASYNC109 (Faust's signature)
+        """Faust's `getmany`, telling the fetch which generation asked for it."""
+        consumer = self._ensure_consumer()
+        return await self.call_thread(
+            self._fetch_records, consumer, active_partitions, timeout=timeout,
+            max_records=consumer._max_poll_records, asked_in=self.consumer.app.consumer_generation_id,
+        )
+
+    async def _fetch_records(
+        self, consumer: Any, active_partitions: Any, timeout: float | None = None,  # noqa: ASYNC109 (Faust's)
+        max_records: int | None = None, asked_in: int | None = None,
+    ) -> Any:
+        """Faust's fetch (in this thread), which puts back what it took when a rebalance began or ended
+        since it was asked for. Such a fetch belongs to a delivery that the rebalance cancelled (it may
+        even start only after the rebalance: calls wait in this thread's queue); taking records moves
+        aiokafka's positions past them, and if the rebalance's seek to the committed offsets came first,
+        nothing would ever fetch them again (seen after a broker restart: partitions with messages
+        waiting, never read). Seeking each partition back to its first record undoes it."""
+        app = self.consumer.app
+        generation = app.consumer_generation_id if asked_in is None else asked_in
+        records = await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
+        if records and (generation != app.consumer_generation_id or not self.consumer.flow_active):
+            put_back = []
+            for tp, taken in records.items():
+                if taken:
+                    with contextlib.suppress(Exception):  # revoked meanwhile: its new owner starts from the commit
+                        consumer.seek(tp, taken[0].offset)
+                        put_back.append(f"{tp.topic}[{tp.partition}]@{taken[0].offset}")
+            self.log.info("a fetch outlived a rebalance (generation %s -> %s): put back %s",
+                          generation, app.consumer_generation_id, ", ".join(put_back) or "nothing")
+            return {}
+        return records
+
 
 class BatchDrainingConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with one flow-suspension guard per fetched batch instead of per message."""
@@ -57,10 +90,35 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._last_delivered: dict[TP, int] = {}
         self._refetched_from: dict[TP, int] = {}
+        self._fetched: Any = None
 
     async def on_start(self) -> None:
         tune_garbage_collector()
         await super().on_start()
+
+    async def perform_seek(self) -> None:
+        """Faust's seek of every partition to its committed offset, and of a stream partition without one
+        to its start (the group's `earliest` reset). Faust leaves the latter where it was: messages
+        fetched during a rebalance's recovery and cleared from the streams when they resume were then
+        never fetched again (seen after a broker restart, before the group's first commit)."""
+        await super().perform_seek()
+        if self.app.conf.consumer_auto_offset_reset != "earliest":
+            return
+        never_committed = {tp: 0 for tp in self.assignment()
+                           if not self._is_changelog_tp(tp) and self._committed_offset.get(tp) is None}
+        if never_committed:
+            await self._thread.seek_wait(never_committed)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        """Forget what was read of the assigned partitions before this rebalance. Faust drops the read
+        offsets of revoked partitions, but a delivery still running when the rebalance began can record
+        one after that; left there, it made the new generation skip every message up to it (refetched
+        from the committed offset before Faust's seek updates the read offsets), and the partition
+        stood still with messages waiting (seen after a broker restart)."""
+        for tp in assigned:
+            self._read_offset.pop(tp, None)
+            self._last_delivered.pop(tp, None)
+        await super().on_partitions_assigned(assigned, generation_id)
 
     async def _deliver(
         self, first: tuple[TP, Message], records: AsyncIterator[tuple[TP, Message]], callback: Callable[..., Any]
@@ -96,6 +154,39 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
             set_read_offset(tp, offset)
             delivered[tp] = offset
 
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:  # noqa: ASYNC109 (Faust's signature)
+        records, active_partitions = await super()._wait_next_records(timeout)
+        self._fetched = records  # what aiokafka handed over (its positions are past all of it now)
+        return records, active_partitions
+
+    async def _put_back_undelivered(self, generation: int) -> None:
+        """Fetched messages that did not reach the streams: Faust's `getmany` drops those of a partition
+        no longer active when it hands them over (recovery paused it meanwhile), and stops at a stopped flow
+        or a new generation. aiokafka's position is past them all. A rebalance re-derives positions, but
+        in the same generation nothing would fetch them again (a partition without a committed offset is
+        not even sought by Faust's seek to the committed offsets: seen after a broker restart, its messages
+        waited unread). Those are sought back to the first one not delivered."""
+        fetched, self._fetched = self._fetched, None
+        if not isinstance(fetched, dict):
+            return
+        last = self._last_delivered
+        undelivered: dict[TP, int] = {}
+        for tp, records in fetched.items():
+            if records and last.get(tp, -1) < records[-1].offset:
+                undelivered[tp] = max(last.get(tp, -1) + 1, records[0].offset)
+        if not undelivered:
+            return
+        same_generation = self.flow_active and generation == self.app.consumer_generation_id
+        self.log.info("fetched but not delivered (flow_active=%s, generation %s -> %s): %s%s", self.flow_active,
+                      generation, self.app.consumer_generation_id,
+                      ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in list(undelivered.items())[:12]),
+                      ": fetching them again" if same_generation else ": the rebalance seeks them")
+        if same_generation:
+            try:
+                await self._thread.seek_wait(undelivered)
+            except Exception as exc:  # revoked meanwhile: the rebalance seeks its new owner
+                self.log.warning("seeking back %d partitions failed: %r", len(undelivered), exc)
+
     async def _skipped(self, tp: TP, expected: int, offset: int) -> bool:
         """Offsets `expected`..`offset - 1` of a source topic never came. Faust would count them as a gap
         (compaction, transaction markers) and its commit would pass them: messages lost. Seek back once to
@@ -115,6 +206,7 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 self.diag.set_flag(CONSUMER_FETCHING)
+                generation = self.app.consumer_generation_id
                 records = cast(AsyncGenerator[tuple[TP, Message], None], self.getmany(timeout=1.0))
                 await self.sleep(0)
                 try:
@@ -125,6 +217,7 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
                 finally:
                     with contextlib.suppress(RuntimeError):  # a cancelled delivery may still hold it
                         await records.aclose()
+                    await self._put_back_undelivered(generation)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
