@@ -142,6 +142,12 @@ def batch_in_flight_since(horizon_s: float) -> bool:
     return any(now - started <= horizon_s for started in _batches_in_flight.values())
 
 
+def longest_batch_in_flight_s() -> float:
+    """How long the oldest batch still being processed has been running (0 when none is)."""
+    now = time.monotonic()
+    return max((now - started for started in _batches_in_flight.values()), default=0.0)
+
+
 class BatchTimer:
     """Measures one batch's processing for the metrics and the adaptive size."""
 

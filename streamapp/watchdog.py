@@ -4,8 +4,14 @@ Faust can stop fetching after a broker restart or a rebalance while everything l
 ready, heartbeats fine, nothing read: faust-streaming issues #175 and #523). The watchdog compares the
 broker's end offsets with what this worker's streams have read; a partition that has messages waiting
 and made no progress for `stall_timeout_s` is a stall. The remedy climbs a ladder, one rung per
-further timeout: resume Faust's flow and the partitions, then rejoin the group (a rebalance seeks every
-stream back to its committed offset), again at every further timeout while `/health` names the stall.
+further timeout: seek the stalled partitions back to the next offset this worker has not delivered and
+resume Faust's flow and the partitions, then rejoin the group (a rebalance seeks every stream back to
+its committed offset), again at every further timeout while `/health` names the stall.
+
+The seek is the usual cure. Seen after a broker restart: aiokafka had fetched a partition to its end
+(its position past every waiting message) while Faust had delivered none of those messages (dropped by
+Faust's consumer around a rebalance), so nothing was ever fetched again; a rebalance does not always
+repair it. A seek to an offset already delivered repeats messages (at-least-once), it never skips one.
 An agent busy with a batch (a slow sink, a send waiting for a new partition leader) is not a stall."""
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamapp import health
-from streamapp.batching import batch_in_flight_since
+from streamapp.batching import batch_in_flight_since, longest_batch_in_flight_s
 
 log = logging.getLogger(__name__)
 COMPONENT = "consumer"
 BUSY_HORIZON = 10  # a batch running longer than this many timeouts no longer counts as busy
+SEEK_TIMEOUT_S = 10.0  # a seek waits for the partitions' new positions at most this long
 
 
 @dataclass
@@ -40,6 +47,7 @@ class StallWatch:
     progress: dict[Any, Progress] = field(default_factory=dict)
     remedies_tried: int = 0
     last_remedy_at: float = 0.0
+    long_batch_reported_at: float = 0.0  # how long the batch had run when it was last reported
 
     def stalled(self, read: dict[Any, int | None], waiting: dict[Any, bool], now: float) -> list[Any]:
         """Partitions with messages waiting whose read offset has not moved for `timeout_s`."""
@@ -74,22 +82,63 @@ def _diagnosis(app: Any, stalled: list[Any]) -> str:
     return (f"flow_active={consumer.flow_active} rebalancing={app.rebalancing} "
             f"paused={sorted(str(tp) for tp in paused & set(stalled))} "
             f"inactive={sorted(str(tp) for tp in set(stalled) - active)} "
-            f"fetch_task_done={fetch_task.done() if fetch_task is not None else None}")
+            f"fetch_task_done={fetch_task.done() if fetch_task is not None else None} "
+            f"fetch_state={_fetch_state(app, stalled)}")
+
+
+def _fetch_state(app: Any, stalled: list[Any]) -> str:
+    """What aiokafka's fetcher holds for each stalled partition: its position, whether fetched records wait
+    undelivered, whether a request to its node is in flight (why a partition would not be fetched again)."""
+    consumer = app.consumer
+    try:
+        kafka_consumer = consumer._thread._ensure_consumer()
+        fetcher = kafka_consumer._fetcher
+        assignment = fetcher._subscriptions.subscription.assignment
+    except Exception as exc:  # consumer being rebuilt
+        return f"unavailable ({exc!r})"
+    parts = []
+    for tp in stalled:
+        try:
+            state = assignment.state_value(tp)
+            node = fetcher._select_read_replica(tp)
+            held = fetcher._records.get(tp)
+            parts.append(
+                f"{tp.topic}[{tp.partition}]: position={state._position} paused={state.paused} "
+                f"node={node} in_flight={node in fetcher._in_flight} held={type(held).__name__ if held else None} "
+                f"read_offset={consumer._read_offset.get(tp)} "
+                f"delivered={getattr(consumer, '_last_delivered', {}).get(tp)}")
+        except Exception as exc:  # a diagnosis never fails the watchdog
+            parts.append(f"{tp}: {exc!r}")
+    unpositioned = [f"{tp.topic}[{tp.partition}]" for tp in list(assignment.tps)
+                    if not assignment.state_value(tp).has_valid_position]
+    refresh = getattr(kafka_consumer._coordinator, "_commit_refresh_task", None)
+    return ("; ".join(parts) + f" in_flight_nodes={sorted(fetcher._in_flight)} "
+            f"pending=[{', '.join(_innermost(task) for task in list(fetcher._pending_tasks))}] "
+            f"without_position={unpositioned[:12]} commit_refresh_done={refresh.done() if refresh else None}")
+
+
+def _innermost(task: Any, depth: int = 0) -> str:
+    """Where a task is suspended: its coroutine chain's innermost frame (file, line and function), and,
+    when that awaits another task (or tasks gathered), where those are suspended."""
+    coro: Any = task.get_coro()
+    frame_at = None
+    awaited: Any = None
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is not None:
+            frame_at = f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}"
+        awaited = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        coro = awaited if hasattr(awaited, "cr_frame") or hasattr(awaited, "ag_frame") else None
+    inner = [awaited] if hasattr(awaited, "get_coro") else list(getattr(awaited, "_children", None) or [])
+    inner = [child for child in inner if hasattr(child, "get_coro") and not child.done()]
+    if inner and depth < 4:
+        return f"{frame_at} -> [{'; '.join(_innermost(child, depth + 1) for child in inner[:4])}]"
+    return str(frame_at)
 
 
 def _where_tasks_wait() -> str:
     """The innermost frame every task of the event loop is suspended in (what each agent awaits)."""
-    lines = []
-    for task in asyncio.all_tasks():
-        coro: Any = task.get_coro()
-        frame_at = None
-        while coro is not None:
-            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-            if frame is not None:
-                frame_at = f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}"
-            coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-        lines.append(f"  {task.get_name()}: {frame_at}")
-    return "\n".join(sorted(lines))
+    return "\n".join(sorted(f"  {task.get_name()}: {_innermost(task)}" for task in asyncio.all_tasks()))
 
 
 def _rejoin(app: Any) -> None:
@@ -97,6 +146,37 @@ def _rejoin(app: Any) -> None:
     thread = app.consumer._thread
     coordinator = thread._ensure_consumer()._coordinator
     thread.thread_loop.call_soon_threadsafe(coordinator.request_rejoin)
+
+
+def seek_targets(app: Any, stalled: list[Any]) -> dict[Any, int]:
+    """Where each stalled partition is sought back to: the last offset delivered since the partition was
+    (re)assigned or sought, which is delivered once more, never skipped (the record of the offset after it
+    can be stale across a rebalance); with nothing delivered nor committed, the start (the group's
+    `earliest` reset)."""
+    reads = getattr(app.consumer, "_read_offset", {})
+    return {tp: reads.get(tp) or 0 for tp in stalled}
+
+
+async def _seek(app: Any, targets: dict[Any, int]) -> None:
+    """Seek in the consumer's own thread (aiokafka's fetcher state lives there); a partition revoked
+    meanwhile, or a broker away, leaves the next rung to the rebalance."""
+    try:
+        await asyncio.wait_for(app.consumer._thread.seek_wait(targets), SEEK_TIMEOUT_S)
+    except Exception as exc:
+        log.warning("watchdog: seeking %d partitions failed: %r", len(targets), exc)
+
+
+def _report_long_batch(watch: StallWatch) -> None:
+    """A batch running longer than the stall timeout (a sink or a send that does not answer) holds its
+    agent and keeps the watchdog quiet: say so once per timeout, with where every task waits."""
+    running_s = longest_batch_in_flight_s()
+    if running_s < watch.timeout_s:
+        watch.long_batch_reported_at = 0.0
+        return
+    if running_s - watch.long_batch_reported_at >= watch.timeout_s:
+        watch.long_batch_reported_at = running_s
+        log.warning("watchdog: a batch has been processed for %.0f s; tasks wait in:\n%s", running_s,
+                    _where_tasks_wait())
 
 
 def next_offsets_to_read(app: Any, assigned: list[Any]) -> dict[Any, int | None]:
@@ -140,6 +220,7 @@ async def check(app: Any, watch: StallWatch, now: float | None = None) -> list[A
     # partition leader) holds its agent on purpose: back-pressure, not a stall
     holding = any(component != COMPONENT for component in health.degraded()) or \
         batch_in_flight_since(BUSY_HORIZON * watch.timeout_s)
+    _report_long_batch(watch)
     waiting = {tp: not holding and ends.get(tp) is not None and ends[tp] > (read[tp] or 0) for tp in assigned}
     stalled = watch.stalled(read, waiting, now)
     if not stalled:
@@ -153,8 +234,12 @@ async def check(app: Any, watch: StallWatch, now: float | None = None) -> list[A
     watch.last_remedy_at = now
     names = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in stalled)
     if watch.remedies_tried == 1:
-        log.warning("watchdog: %s not read for %.0f s with messages waiting (%s): resuming flow and partitions; "
-                    "tasks wait in:\n%s", names, watch.timeout_s, diagnosis, _where_tasks_wait())
+        targets = seek_targets(app, stalled)
+        log.warning("watchdog: %s not read for %.0f s with messages waiting (%s): seeking them back to %s, "
+                    "resuming flow and partitions; tasks wait in:\n%s", names, watch.timeout_s, diagnosis,
+                    ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in targets.items()),
+                    _where_tasks_wait())
+        await _seek(app, targets)
         app.consumer.resume_flow()
         app.consumer.resume_partitions(stalled)
         app.flow_control.resume()

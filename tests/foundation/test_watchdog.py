@@ -56,6 +56,15 @@ class FakeConsumer:
         self._paused_partitions = {A}
         self.resumed: list[Any] = []
         self.flow_resumed = 0
+        self._read_offset: dict[Any, int | None] = defaultdict(lambda: None)
+        self.sought: list[dict[Any, int]] = []
+        consumer = self
+
+        class Thread:
+            async def seek_wait(self, partitions: dict[Any, int]) -> None:  # Faust's seek in the consumer thread
+                consumer.sought.append(dict(partitions))
+
+        self._thread = Thread()
 
     def assignment(self) -> set[Any]:
         return set(self.ends)
@@ -82,7 +91,9 @@ class FakeApp:
         self.flow_control = type("Flow", (), {"resume": lambda self: None})()
 
 
-async def test_the_ladder_resumes_then_rejoins_at_every_further_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_ladder_seeks_and_resumes_then_rejoins_at_every_further_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     app = FakeApp(FakeConsumer({A: 100, B: 50}), {A: 9, B: 49})  # A: 90 waiting; B: read to the end
     rejoined: list[Any] = []
     monkeypatch.setattr(watchdog, "_rejoin", rejoined.append)
@@ -90,6 +101,7 @@ async def test_the_ladder_resumes_then_rejoins_at_every_further_timeout(monkeypa
     assert await watchdog.check(app, watch, now=0) == []
     assert await watchdog.check(app, watch, now=5) == [A]
     assert app.consumer.flow_resumed == 1 and app.consumer.resumed == [A] and not rejoined
+    assert app.consumer.sought == [{A: 0}]  # nothing delivered nor committed: from the start, as the group would
     assert "consumer" in health.degraded()
     assert await watchdog.check(app, watch, now=7) == [A] and not rejoined  # a remedy gets its time
     assert await watchdog.check(app, watch, now=10) == [A] and rejoined == [app]
@@ -151,3 +163,55 @@ async def test_messages_the_consumer_delivers_count_as_progress_even_if_no_strea
     consumer._last_delivered[A] = consumer._read_offset[A] = 99
     assert await watchdog.check(app, watch, now=12) == []
     assert await watchdog.check(app, watch, now=30) == []  # read to the end: nothing waits, no stall
+
+
+async def test_a_stalled_partition_is_sought_back_to_its_last_delivered_offset_never_past_it() -> None:
+    """The stall seen after a broker restart: aiokafka fetched the partition to its end while none of those
+    messages reached a stream; the seek makes them come again (the last delivered one repeated, none skipped)."""
+    consumer = FakeConsumer({A: 100, B: 60})
+    consumer._last_delivered = {A: 40, B: 30}
+    consumer._read_offset.update({A: 40, B: 25})  # B: sought to its committed 25 after a rebalance; 30 is stale
+    app = FakeApp(consumer, {})
+    watch = StallWatch(timeout_s=5)
+    await watchdog.check(app, watch, now=0)
+    assert set(await watchdog.check(app, watch, now=5)) == {A, B}
+    assert consumer.sought == [{A: 40, B: 25}]
+    assert "consumer" in health.degraded()
+
+
+async def test_a_batch_running_past_the_timeout_is_reported_with_where_its_tasks_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A send or a sink that never answers keeps the agent busy (no stall is flagged): the log says so, once
+    per timeout, and names the awaited task's frame, not just the agent's."""
+    import asyncio
+    import logging
+
+    from streamapp.batching import BatchTimer
+
+    never = asyncio.get_running_loop().create_future()
+
+    async def confirm_results() -> None:
+        await never
+
+    async def agent_batch() -> None:
+        await asyncio.ensure_future(confirm_results())
+
+    agent = asyncio.ensure_future(agent_batch())
+    await asyncio.sleep(0)
+    app = FakeApp(FakeConsumer({A: 100}), {A: 99})
+    watch = StallWatch(timeout_s=0.05)
+    timer = BatchTimer("iot")
+    try:
+        with caplog.at_level(logging.WARNING, logger="streamapp.watchdog"):
+            await watchdog.check(app, watch)
+            assert not [r for r in caplog.records if "a batch has been processed" in r.getMessage()]
+            await asyncio.sleep(0.06)
+            await watchdog.check(app, watch)
+            await watchdog.check(app, watch)  # once per timeout
+        reports = [r.getMessage() for r in caplog.records if "a batch has been processed" in r.getMessage()]
+        assert len(reports) == 1
+        assert "agent_batch" in reports[0] and "confirm_results" in reports[0]
+    finally:
+        timer.done()
+        agent.cancel()
