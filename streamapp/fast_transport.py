@@ -91,6 +91,8 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
         self._last_delivered: dict[TP, int] = {}
         self._refetched_from: dict[TP, int] = {}
         self._fetched: Any = None
+        self._handled: dict[TP, int] = {}  # of the batch being delivered
+        self._refetching: set[TP] = set()
 
     async def on_start(self) -> None:
         tune_garbage_collector()
@@ -128,7 +130,10 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
         delivered = self._last_delivered
-        refetching: set[TP] = set()  # partitions sought back in this batch: their later messages come again
+        # partitions sought back in this batch: their later messages come again
+        refetching: set[TP] = set()
+        handled: dict[TP, int] = {}  # per partition, the last offset delivered or skipped as already seen
+        self._refetching, self._handled = refetching, handled
         since_yield = 0
         async for tp, message in _chain(first, records):
             since_yield += 1
@@ -140,6 +145,7 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
             offset = message.offset
             read_offset = get_read_offset(tp)
             if read_offset is not None and offset < read_offset:
+                handled[tp] = offset
                 continue  # already delivered (Faust drops it the same way)
             if read_offset is not None and acks_enabled_for(message.topic):
                 # Faust keeps the last delivered offset here, but a seek stores the NEXT offset to read
@@ -152,7 +158,7 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
                 await self.commit()
             await callback(message)
             set_read_offset(tp, offset)
-            delivered[tp] = offset
+            delivered[tp] = handled[tp] = offset
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:  # noqa: ASYNC109 (Faust's signature)
         records, active_partitions = await super()._wait_next_records(timeout)
@@ -169,11 +175,16 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
         fetched, self._fetched = self._fetched, None
         if not isinstance(fetched, dict):
             return
-        last = self._last_delivered
+        handled, sought_back = self._handled, self._refetching
+        self._handled, self._refetching = {}, set()
         undelivered: dict[TP, int] = {}
         for tp, records in fetched.items():
-            if records and last.get(tp, -1) < records[-1].offset:
-                undelivered[tp] = max(last.get(tp, -1) + 1, records[0].offset)
+            if tp in sought_back:  # the delivery found a hole and sought back itself
+                continue
+            last = handled.get(tp, -1)
+            first = next((record.offset for record in records if record.offset > last), None)
+            if first is not None:
+                undelivered[tp] = first
         if not undelivered:
             return
         same_generation = self.flow_active and generation == self.app.consumer_generation_id

@@ -210,11 +210,11 @@ async def test_fetched_messages_faust_did_not_hand_over_are_fetched_again_in_the
             sought.append(dict(partitions))
 
     drain._thread = Thread()
-    other = TP("ecommerce-events", 0)
-    drain._last_delivered = {SOURCE: 40}
+    other, holed = TP("ecommerce-events", 0), TP("ecommerce-events", 1)
     drain._fetched = {SOURCE: [Record(38), Record(41), Record(42)], other: [Record(0), Record(1)],
-                      CHANGELOG: [Record(5)]}
-    drain._last_delivered[CHANGELOG] = 5  # delivered: nothing to put back
+                      CHANGELOG: [Record(5)], holed: [Record(44)]}
+    drain._handled = {SOURCE: 40, CHANGELOG: 5}  # delivered (or skipped as already delivered) up to these
+    drain._refetching = {holed}  # the delivery found offsets missing before 44 and sought back itself
     await drain._put_back_undelivered(generation=3)
     assert sought == [{SOURCE: 41, other: 0}]
 
@@ -257,3 +257,25 @@ async def test_the_seek_to_committed_offsets_sends_a_never_committed_stream_part
     drain.app.conf.consumer_auto_offset_reset = "latest"  # the group's policy decides, as for a new member
     await drain.perform_seek()
     assert sought == [{fresh: 0}]
+
+
+async def test_a_delivery_that_seeks_back_over_a_hole_is_not_overridden_by_the_put_back() -> None:
+    """Records 44.. arrived after a seek to the committed offset 2: the delivery seeks back to 2; putting
+    back 'the first record not delivered' (44) after that would skip 2-43 for good."""
+    drain = consumer()
+    drain.flow_active = True
+    drain.app.consumer_generation_id = 3
+    sought: list[dict[TP, int]] = []
+
+    class Thread:
+        async def seek_wait(self, partitions: dict[TP, int]) -> None:
+            sought.append(dict(partitions))
+
+    drain._thread = Thread()
+    drain._read_offset[SOURCE] = 2  # Faust's seek to the committed offset
+    drain._last_delivered[SOURCE] = 43  # delivered before it, during the recovery, then cleared from the streams
+    batch = [(SOURCE, 44), (SOURCE, 45)]
+    drain._fetched = {SOURCE: [Record(offset) for _, offset in batch]}
+    assert await deliver(drain, batch) == []
+    await drain._put_back_undelivered(generation=3)
+    assert drain.sought == [(SOURCE, 2)] and sought == []
