@@ -182,9 +182,8 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
             if tp in sought_back:  # the delivery found a hole and sought back itself
                 continue
             last = handled.get(tp, -1)
-            first = next((record.offset for record in records if record.offset > last), None)
-            if first is not None:
-                undelivered[tp] = first
+            if records and records[-1].offset > last:  # (the usual case, all handled, costs no scan)
+                undelivered[tp] = next(record.offset for record in records if record.offset > last)
         if not undelivered:
             return
         same_generation = self.flow_active and generation == self.app.consumer_generation_id
