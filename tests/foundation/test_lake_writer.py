@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from lake.writer import LakeDataset, SourcePosition, read_dataset
 
@@ -117,3 +118,35 @@ async def test_events_waiting_for_a_lake_flush_are_freed_and_acknowledged_by_the
     assert stream.out == []  # nothing acknowledged before the rows are on disk
     assert await sink.flush() == 3
     assert stream.out == [0, 1, 2] and all(message.acked for message in messages)
+
+
+async def test_a_failed_flush_keeps_every_row_and_acknowledges_nothing(tmp_path: Path) -> None:
+    """The lake writer fails (disk full, its process killed): the rows stay buffered, in order, and the
+    acknowledgements wait for the flush that succeeds."""
+    from lake.sink import LakeSink, ThreadRowWriter
+
+    class FailingOnce(ThreadRowWriter):
+        failures = 1
+
+        async def write(self, dataset: LakeDataset, rows: list) -> int:
+            if self.failures:
+                self.failures -= 1
+                raise OSError("disk full")
+            return await super().write(dataset, rows)
+
+    acked: list[str] = []
+
+    async def acknowledge() -> None:
+        acked.append("batch")
+
+    sink = LakeSink("t", [LakeDataset(tmp_path, "bronze/x", SCHEMA, [])], flush_rows=1000, flush_seconds=60,
+                    writer=FailingOnce())
+    sink.add("bronze/x", rows(0, 2))
+    sink.on_flushed(acknowledge)
+    sink.add("bronze/x", rows(3, 4))
+    with pytest.raises(OSError, match="disk full"):
+        await sink.flush()
+    assert sink.buffered_rows == 5 and acked == []
+    sink.add("bronze/x", rows(5, 5))
+    assert await sink.flush() == 6 and acked == ["batch"]
+    assert sorted(read_dataset(tmp_path, "bronze/x").column("value").to_pylist()) == [float(v) for v in range(6)]
