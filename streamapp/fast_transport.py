@@ -23,6 +23,7 @@ from streamapp.gc_tuning import freeze_startup_objects, raise_young_threshold
 from streamapp.settings import get_settings
 
 YIELD_EVERY = 100  # messages delivered between two yields to the event loop (as Faust does)
+PUT_BACK_TIMEOUT_S = 10.0  # a seek back of undelivered messages waits for the new positions at most this long
 
 
 async def _chain(first: tuple[TP, Message], rest: AsyncIterator[tuple[TP, Message]]) -> AsyncIterator[tuple[TP, Message]]:
@@ -193,7 +194,7 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
                       ": fetching them again" if same_generation else ": the rebalance seeks them")
         if same_generation:
             try:
-                await self._thread.seek_wait(undelivered)
+                await asyncio.wait_for(self._thread.seek_wait(undelivered), PUT_BACK_TIMEOUT_S)
             except Exception as exc:  # revoked meanwhile: the rebalance seeks its new owner
                 self.log.warning("seeking back %d partitions failed: %r", len(undelivered), exc)
 
@@ -227,7 +228,10 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
                 finally:
                     with contextlib.suppress(RuntimeError):  # a cancelled delivery may still hold it
                         await records.aclose()
-                    await self._put_back_undelivered(generation)
+                    if consumer_should_stop() or fetcher_should_stop():
+                        self._fetched = None  # stopping (or a rebalance restarts the fetcher): nothing to put back
+                    else:
+                        await self._put_back_undelivered(generation)
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
