@@ -4,8 +4,8 @@ Faust can stop fetching after a broker restart or a rebalance while everything l
 ready, heartbeats fine, nothing read: faust-streaming issues #175 and #523). The watchdog compares the
 broker's end offsets with what this worker's streams have read; a partition that has messages waiting
 and made no progress for `stall_timeout_s` is a stall. The remedy climbs a ladder, one rung per
-further timeout: seek the stalled partitions back to the next offset this worker has not delivered and
-resume Faust's flow and the partitions, then rejoin the group (a rebalance seeks every stream back to
+further timeout: seek the stalled partitions back to the last offset this worker delivered (delivered
+once more) and resume Faust's flow and the partitions, then rejoin the group (a rebalance seeks every stream back to
 its committed offset), again at every further timeout while `/health` names the stall.
 
 The seek is the usual cure. Seen after a broker restart: aiokafka had fetched a partition to its end
