@@ -43,6 +43,18 @@ def consumer() -> Any:
     return drain
 
 
+def seeks_in_thread(drain: Any) -> list[dict[TP, int]]:
+    """The consumer thread's `seek_wait` (Faust's seek in aiokafka's thread), recorded: the list it fills."""
+    sought: list[dict[TP, int]] = []
+
+    class Thread:
+        async def seek_wait(self, partitions: dict[TP, int]) -> None:
+            sought.append(dict(partitions))
+
+    drain._thread = Thread()
+    return sought
+
+
 async def deliver(drain: Any, batch: list[tuple[TP, int]]) -> list[tuple[TP, int]]:
     got: list[tuple[TP, int]] = []
 
@@ -203,13 +215,7 @@ async def test_fetched_messages_faust_did_not_hand_over_are_fetched_again_in_the
     drain = consumer()
     drain.flow_active = True
     drain.app.consumer_generation_id = 3
-    sought: list[dict[TP, int]] = []
-
-    class Thread:
-        async def seek_wait(self, partitions: dict[TP, int]) -> None:
-            sought.append(dict(partitions))
-
-    drain._thread = Thread()
+    sought = seeks_in_thread(drain)
     other, holed = TP("ecommerce-events", 0), TP("ecommerce-events", 1)
     drain._fetched = {SOURCE: [Record(38), Record(41), Record(42)], other: [Record(0), Record(1)],
                       CHANGELOG: [Record(5)], holed: [Record(44)]}
@@ -245,13 +251,7 @@ async def test_the_seek_to_committed_offsets_sends_a_never_committed_stream_part
     drain.assignment = lambda: {committed, fresh, CHANGELOG}
     drain._is_changelog_tp = lambda tp: tp == CHANGELOG
     drain.app.conf = type("Conf", (), {"consumer_auto_offset_reset": "earliest"})()
-    sought: list[dict[TP, int]] = []
-
-    class Thread:
-        async def seek_wait(self, partitions: dict[TP, int]) -> None:
-            sought.append(dict(partitions))
-
-    drain._thread = Thread()
+    sought = seeks_in_thread(drain)
     await drain.perform_seek()
     assert faust_seeks == ["committed"] and sought == [{fresh: 0}]
     drain.app.conf.consumer_auto_offset_reset = "latest"  # the group's policy decides, as for a new member
@@ -265,13 +265,7 @@ async def test_a_delivery_that_seeks_back_over_a_hole_is_not_overridden_by_the_p
     drain = consumer()
     drain.flow_active = True
     drain.app.consumer_generation_id = 3
-    sought: list[dict[TP, int]] = []
-
-    class Thread:
-        async def seek_wait(self, partitions: dict[TP, int]) -> None:
-            sought.append(dict(partitions))
-
-    drain._thread = Thread()
+    sought = seeks_in_thread(drain)
     drain._read_offset[SOURCE] = 2  # Faust's seek to the committed offset
     drain._last_delivered[SOURCE] = 43  # delivered before it, during the recovery, then cleared from the streams
     batch = [(SOURCE, 44), (SOURCE, 45)]
