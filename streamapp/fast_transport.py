@@ -23,7 +23,22 @@ from streamapp.gc_tuning import freeze_startup_objects, raise_young_threshold
 from streamapp.settings import get_settings
 
 YIELD_EVERY = 100  # messages delivered between two yields to the event loop (as Faust does)
-PUT_BACK_TIMEOUT_S = 10.0  # a seek back of undelivered messages waits for the new positions at most this long
+SEEK_TIMEOUT_S = 10.0  # a seek back waits for the partitions' new positions at most this long
+
+
+def partitions_named(offsets: Any) -> str:
+    """`topic[partition]@offset, ...` for a mapping of partitions to offsets (the logs' notation)."""
+    return ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in offsets.items())
+
+
+async def seek_back(consumer: Any, offsets: dict[TP, int], log: Any) -> None:
+    """Seek partitions to offsets in the consumer's own thread (aiokafka's fetch state lives there), waiting
+    for their new positions at most `SEEK_TIMEOUT_S`; a partition revoked meanwhile, or a broker away,
+    leaves it to the next rebalance (logged, never raised)."""
+    try:
+        await asyncio.wait_for(consumer._thread.seek_wait(offsets), SEEK_TIMEOUT_S)
+    except Exception as exc:
+        log.warning("seeking back %s failed: %r", partitions_named(offsets), exc)
 
 
 async def _chain(first: tuple[TP, Message], rest: AsyncIterator[tuple[TP, Message]]) -> AsyncIterator[tuple[TP, Message]]:
@@ -69,14 +84,14 @@ class ShortFetchWaitThread(faust_aiokafka.AIOKafkaConsumerThread):
         generation = app.consumer_generation_id if asked_in is None else asked_in
         records = await super()._fetch_records(consumer, active_partitions, timeout=timeout, max_records=max_records)
         if records and (generation != app.consumer_generation_id or not self.consumer.flow_active):
-            put_back = []
+            put_back = {}
             for tp, taken in records.items():
                 if taken:
                     with contextlib.suppress(Exception):  # revoked meanwhile: its new owner starts from the commit
                         consumer.seek(tp, taken[0].offset)
-                        put_back.append(f"{tp.topic}[{tp.partition}]@{taken[0].offset}")
+                        put_back[tp] = taken[0].offset
             self.log.info("a fetch outlived a rebalance (generation %s -> %s): put back %s",
-                          generation, app.consumer_generation_id, ", ".join(put_back) or "nothing")
+                          generation, app.consumer_generation_id, partitions_named(put_back) or "nothing")
             return {}
         return records
 
@@ -110,7 +125,7 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
         never_committed = {tp: 0 for tp in self.assignment()
                            if not self._is_changelog_tp(tp) and self._committed_offset.get(tp) is None}
         if never_committed:
-            await self._thread.seek_wait(never_committed)
+            await seek_back(self, never_committed, self.log)
 
     async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
         """Forget what was read of the assigned partitions before this rebalance. Faust drops the read
@@ -189,14 +204,10 @@ class BatchDrainingConsumer(faust_aiokafka.Consumer):
             return
         same_generation = self.flow_active and generation == self.app.consumer_generation_id
         self.log.info("fetched but not delivered (flow_active=%s, generation %s -> %s): %s%s", self.flow_active,
-                      generation, self.app.consumer_generation_id,
-                      ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in list(undelivered.items())[:12]),
+                      generation, self.app.consumer_generation_id, partitions_named(undelivered),
                       ": fetching them again" if same_generation else ": the rebalance seeks them")
         if same_generation:
-            try:
-                await asyncio.wait_for(self._thread.seek_wait(undelivered), PUT_BACK_TIMEOUT_S)
-            except Exception as exc:  # revoked meanwhile: the rebalance seeks its new owner
-                self.log.warning("seeking back %d partitions failed: %r", len(undelivered), exc)
+            await seek_back(self, undelivered, self.log)
 
     async def _skipped(self, tp: TP, expected: int, offset: int) -> bool:
         """Offsets `expected`..`offset - 1` of a source topic never came. Faust would count them as a gap

@@ -5,8 +5,8 @@ ready, heartbeats fine, nothing read: faust-streaming issues #175 and #523). The
 broker's end offsets with what this worker's streams have read; a partition that has messages waiting
 and made no progress for `stall_timeout_s` is a stall. The remedy climbs a ladder, one rung per
 further timeout: seek the stalled partitions back to the last offset this worker delivered (delivered
-once more) and resume Faust's flow and the partitions, then rejoin the group (a rebalance seeks every stream back to
-its committed offset), again at every further timeout while `/health` names the stall.
+once more) and resume Faust's flow and the partitions, then rejoin the group (a rebalance seeks every
+stream back to its committed offset), again at every further timeout while `/health` names the stall.
 
 The seek is the usual cure. Seen after a broker restart: aiokafka had fetched a partition to its end
 (its position past every waiting message) while Faust had delivered none of those messages (dropped by
@@ -24,11 +24,11 @@ from typing import Any
 
 from streamapp import health
 from streamapp.batching import batch_in_flight_since, longest_batch_in_flight_s
+from streamapp.fast_transport import partitions_named, seek_back
 
 log = logging.getLogger(__name__)
 COMPONENT = "consumer"
 BUSY_HORIZON = 10  # a batch running longer than this many timeouts no longer counts as busy
-SEEK_TIMEOUT_S = 10.0  # a seek waits for the partitions' new positions at most this long
 
 
 @dataclass
@@ -157,15 +157,6 @@ def seek_targets(app: Any, stalled: list[Any]) -> dict[Any, int]:
     return {tp: reads.get(tp) or 0 for tp in stalled}
 
 
-async def _seek(app: Any, targets: dict[Any, int]) -> None:
-    """Seek in the consumer's own thread (aiokafka's fetcher state lives there); a partition revoked
-    meanwhile, or a broker away, leaves the next rung to the rebalance."""
-    try:
-        await asyncio.wait_for(app.consumer._thread.seek_wait(targets), SEEK_TIMEOUT_S)
-    except Exception as exc:
-        log.warning("watchdog: seeking %d partitions failed: %r", len(targets), exc)
-
-
 def _report_long_batch(watch: StallWatch) -> None:
     """A batch running longer than the stall timeout (a sink or a send that does not answer) holds its
     agent and keeps the watchdog quiet: say so once per timeout, with where every task waits."""
@@ -237,9 +228,8 @@ async def check(app: Any, watch: StallWatch, now: float | None = None) -> list[A
         targets = seek_targets(app, stalled)
         log.warning("watchdog: %s not read for %.0f s with messages waiting (%s): seeking them back to %s, "
                     "resuming flow and partitions; tasks wait in:\n%s", names, watch.timeout_s, diagnosis,
-                    ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in targets.items()),
-                    _where_tasks_wait())
-        await _seek(app, targets)
+                    partitions_named(targets), _where_tasks_wait())
+        await seek_back(app.consumer, targets, log)
         app.consumer.resume_flow()
         app.consumer.resume_partitions(stalled)
         app.flow_control.resume()
