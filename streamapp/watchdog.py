@@ -209,9 +209,10 @@ async def check(app: Any, watch: StallWatch, now: float | None = None) -> list[A
         return []
     # a sink retrying (database or broker away) or a batch still being processed (a send waiting for a new
     # partition leader) holds its agent on purpose: back-pressure, not a stall
-    holding = any(component != COMPONENT for component in health.degraded()) or \
-        batch_in_flight_since(BUSY_HORIZON * watch.timeout_s)
-    _report_long_batch(watch)
+    sink_retrying = any(component != COMPONENT for component in health.degraded())
+    holding = sink_retrying or batch_in_flight_since(BUSY_HORIZON * watch.timeout_s)
+    if not sink_retrying:  # a sink retrying says why its batch waits, in the log and in /health
+        _report_long_batch(watch)
     waiting = {tp: not holding and ends.get(tp) is not None and ends[tp] > (read[tp] or 0) for tp in assigned}
     stalled = watch.stalled(read, waiting, now)
     if not stalled:

@@ -215,3 +215,24 @@ async def test_a_batch_running_past_the_timeout_is_reported_with_where_its_tasks
     finally:
         timer.done()
         agent.cancel()
+
+
+async def test_a_batch_held_by_a_sink_retrying_is_not_reported_again(caplog: pytest.LogCaptureFixture) -> None:
+    """A database outage holds its batch on purpose and the sink already says so (log and /health)."""
+    import asyncio
+    import logging
+
+    from streamapp.batching import BatchTimer
+
+    app = FakeApp(FakeConsumer({A: 100}), {A: 99})
+    watch = StallWatch(timeout_s=0.05)
+    timer = BatchTimer("iot")
+    health.mark_degraded("sink:db:iot", "ConnectionRefusedError")
+    try:
+        await asyncio.sleep(0.06)
+        with caplog.at_level(logging.WARNING, logger="streamapp.watchdog"):
+            await watchdog.check(app, watch)
+        assert not [r for r in caplog.records if "a batch has been processed" in r.getMessage()]
+    finally:
+        health.mark_recovered("sink:db:iot")
+        timer.done()
