@@ -87,7 +87,7 @@ def anomaly_result(
     scored: Mapping[str, Any], criticality: str, model: AnomalyEnsemble, version: str, history_length: int,
 ) -> AnomalyResult:
     """The contract's `AnomalyResult` for one scored message (`scored` is a `BatchScores.row`)."""
-    meta = json_safe(dict(metadata or {}))
+    meta = json_safe(metadata or {})  # a new dict
     meta.update({
         "model_label": model.version, "history_length": history_length, "lstm_padded": scored["lstm_padded"],
     })

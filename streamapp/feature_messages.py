@@ -121,8 +121,14 @@ def record_key(asset_id: str, sensor_id: str, timestamp: str) -> str:
     return hashlib.sha256(f"{asset_id}\x1f{sensor_id}\x1f{timestamp}".encode()).hexdigest()
 
 
+_PLAIN = (str, int, bool, type(None))  # JSON-safe as they are (checked by exact type first: no ABC lookups)
+
+
 def json_safe(value: Any) -> Any:
-    """`value` with NaN / infinities replaced by None (strict JSON, PostgreSQL's json type)."""
+    """`value` with NaN / infinities replaced by None (strict JSON, PostgreSQL's json type); mappings and
+    sequences come back as new dicts and lists."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):

@@ -8,10 +8,29 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import faust
+import orjson
+from faust.utils.json import on_default
+
+# the options Faust's JSON codec gives orjson (non-string keys as text, UTC datetimes ending in "Z")
+_JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
 
 
 class StreamRecord(faust.Record, abstract=True, serializer="json", include_metadata=False):
     """Base of every record: JSON on the wire, no Faust type metadata in the payload."""
+
+    def dumps(self, *, serializer: Any = None) -> bytes:
+        """The record's JSON, as Faust's codec writes it (same bytes), without the codec registry's lookups
+        and with nested records converted directly: about half the cost for a model result."""
+        if serializer not in (None, "json"):
+            return super().dumps(serializer=serializer)
+        return orjson.dumps(self.asdict(), default=_nested_json, option=_JSON_OPTIONS)
+
+
+def _nested_json(value: Any) -> Any:
+    """What orjson cannot write itself: nested records as their fields, the rest as Faust's codec does."""
+    if isinstance(value, StreamRecord):
+        return value.asdict()
+    return on_default(value)
 
 
 R = TypeVar("R", bound=StreamRecord)

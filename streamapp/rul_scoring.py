@@ -72,7 +72,7 @@ def rul_prediction(
     forecast: RulForecast, model: RulEnsemble, version: str,
 ) -> RulPrediction:
     """The contract's `RulPrediction` for one forecast; `uncertainty` is the interval's half-width."""
-    meta = json_safe(dict(metadata or {}))
+    meta = json_safe(metadata or {})  # a new dict
     meta.update({**forecast.metadata, "model_label": model.version})  # padded, history_len, window
     return built(
         RulPrediction, asset_id=asset_id, sensor_id=sensor_id, timestamp=timestamp,

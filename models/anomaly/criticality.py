@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 LEVELS = ("low", "medium", "high", "critical")
@@ -42,25 +43,30 @@ class AdaptiveCriticality:
 
     def thresholds(self, state: dict[str, Any] | None) -> dict[str, float]:
         """The current bars (as final scores in [0, 1]) for medium, high and critical for one asset."""
+        return {name: 1.0 - 10.0 ** (-bar) for name, bar in zip(LEVELS[1:], self._bars(state), strict=True)}
+
+    @cached_property
+    def _floors(self) -> tuple[float, float, float]:
+        """The global floors of medium, high and critical, in surprise units (the same for every asset)."""
         base = surprise(self.anomaly_threshold)
-        floors = {"medium": base, "high": base + self.high_decades, "critical": base + self.critical_decades}
-        ks = {"medium": self.k_medium, "high": self.k_high, "critical": self.k_critical}
-        current = state or self.initial_state()
-        bars: dict[str, float] = {}
-        for level, floor in floors.items():
-            bar = floor
-            if current["count"] >= self.warmup:
-                std = max(math.sqrt(max(current["var"], 0.0)), self.min_std)
-                bar = max(floor, current["mean"] + ks[level] * std)
-            bars[level] = 1.0 - 10.0 ** (-bar)
-        return bars
+        return base, base + self.high_decades, base + self.critical_decades
+
+    def _bars(self, state: dict[str, Any] | None) -> tuple[float, ...]:
+        """Medium, high and critical bars in surprise units: the floors, raised by the asset's baseline once
+        it has `warmup` scores."""
+        floors = self._floors
+        if not state or state["count"] < self.warmup:
+            return floors
+        std = max(math.sqrt(max(state["var"], 0.0)), self.min_std)
+        mean = state["mean"]
+        return (max(floors[0], mean + self.k_medium * std), max(floors[1], mean + self.k_high * std),
+                max(floors[2], mean + self.k_critical * std))
 
     def level(self, score: float, state: dict[str, Any] | None) -> str:
         """The level of `score` for an asset in `state` (not updated)."""
-        bars = self.thresholds(state)
         reached = "low"
-        for name in LEVELS[1:]:
-            if score >= bars[name]:
+        for name, bar in zip(LEVELS[1:], self._bars(state), strict=True):
+            if score >= 1.0 - 10.0 ** (-bar):
                 reached = name
         return reached
 
