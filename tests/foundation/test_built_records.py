@@ -46,3 +46,28 @@ def test_built_prediction_keeps_its_field_order_on_the_wire() -> None:
         "model_scores": {"lstm": 79.0, "gru": 82.0, "tcn": 80.5},
     }
     assert built(RulPrediction, **values).dumps() == RulPrediction(**values).dumps()
+
+
+def test_dumps_writes_the_bytes_of_fausts_json_codec() -> None:
+    """`StreamRecord.dumps` skips Faust's codec registry; every kind of value comes out as the codec writes it."""
+    import datetime
+    from decimal import Decimal
+
+    import faust
+
+    from streamapp.records import IotMeasurement, VitalSigns
+
+    odd_metadata = {
+        "when": datetime.datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=datetime.UTC), "day": datetime.date(2026, 1, 2),
+        "amount": Decimal("1.50"), 7: "int key", "nan": float("nan"), "nested": {"tuple": (1, 2)},
+    }
+    result = built(AnomalyResult, **{**RESULT, "metadata": odd_metadata},
+                   scores=[built(ModelScore, **entry) for entry in SCORES])
+    measurement = IotMeasurement(
+        patient_id="p", device_id="d", timestamp="t", ingestion_timestamp="i", api_version="v1", message_id="m",
+        measurements=VitalSigns(freq_card=70, freq_resp=14.5, spo2_pct=98, temp_corp=36.6),
+    )
+    for record in (result, measurement):
+        assert record.dumps() == faust.Record.dumps(record)
+        assert record.dumps(serializer="raw") == faust.Record.dumps(record, serializer="raw")
+    assert b'"scores":[{"score":0.25,' in result.dumps() and b'"7":"int key"' in result.dumps()
