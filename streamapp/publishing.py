@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from faust.types import TopicT
+from faust.types.enums import ProcessingGuarantee
 
 from streamapp import metrics
 from streamapp.app import app
@@ -85,8 +86,9 @@ async def _submit(kafka: Any, builder: Any, topic: str, partition: int) -> Await
 
 def _batching_producer() -> Any:
     """The worker's aiokafka producer when batches may be submitted to it (None: send one by one)."""
-    producer = app.producer
-    kafka = getattr(producer, "_producer", None)
+    if app.conf.processing_guarantee == ProcessingGuarantee.EXACTLY_ONCE:  # Faust's per-partition transactions
+        return None
+    kafka = getattr(app.producer, "_producer", None)
     if kafka is None or not hasattr(kafka, "send_batch"):
         return None
     transactions = getattr(kafka, "_txn_manager", None)
