@@ -26,9 +26,12 @@ YIELD_EVERY = 100  # messages delivered between two yields to the event loop (as
 SEEK_TIMEOUT_S = 10.0  # a seek back waits for the partitions' new positions at most this long
 
 
-def partitions_named(offsets: Any) -> str:
-    """`topic[partition]@offset, ...` for a mapping of partitions to offsets (the logs' notation)."""
-    return ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in offsets.items())
+def partitions_named(offsets: Any, limit: int = 12) -> str:
+    """`topic[partition]@offset, ...` for a mapping of partitions to offsets (the logs' notation), the first
+    `limit` of them and how many more: a worker with hundreds of partitions keeps its log lines short."""
+    named = [f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in list(offsets.items())[:limit]]
+    more = len(offsets) - limit
+    return ", ".join(named) + (f" and {more} more" if more > 0 else "")
 
 
 async def seek_back(consumer: Any, offsets: dict[TP, int], log: Any) -> None:

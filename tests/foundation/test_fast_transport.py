@@ -273,3 +273,13 @@ async def test_a_delivery_that_seeks_back_over_a_hole_is_not_overridden_by_the_p
     assert await deliver(drain, batch) == []
     await drain._put_back_undelivered(generation=3)
     assert drain.sought == [(SOURCE, 2)] and sought == []
+
+
+def test_partitions_are_named_in_the_logs_notation_the_first_dozen_only() -> None:
+    from streamapp.fast_transport import partitions_named
+
+    offsets = {TP("iot-measurements", partition): 100 + partition for partition in range(15)}
+    named = partitions_named(offsets)
+    assert named.startswith("iot-measurements[0]@100, iot-measurements[1]@101")
+    assert "iot-measurements[11]@111" in named and "[12]" not in named and named.endswith(" and 3 more")
+    assert partitions_named({TP("t", 2): 7}) == "t[2]@7" and partitions_named({}) == ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
 from typing import Any
 
@@ -184,9 +186,6 @@ async def test_a_batch_running_past_the_timeout_is_reported_with_where_its_tasks
 ) -> None:
     """A send or a sink that never answers keeps the agent busy (no stall is flagged): the log says so, once
     per timeout, and names the awaited task's frame, not just the agent's."""
-    import asyncio
-    import logging
-
     from streamapp.batching import BatchTimer
 
     never = asyncio.get_running_loop().create_future()
@@ -219,9 +218,6 @@ async def test_a_batch_running_past_the_timeout_is_reported_with_where_its_tasks
 
 async def test_a_batch_held_by_a_sink_retrying_is_not_reported_again(caplog: pytest.LogCaptureFixture) -> None:
     """A database outage holds its batch on purpose and the sink already says so (log and /health)."""
-    import asyncio
-    import logging
-
     from streamapp.batching import BatchTimer
 
     app = FakeApp(FakeConsumer({A: 100}), {A: 99})
