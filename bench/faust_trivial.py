@@ -18,15 +18,18 @@ import faust
 STEP = 1000
 
 
-def build_app(mode: str, app_id: str, broker: str) -> faust.App:
-    if mode == "defaults":
+def build_app(mode: str, app_id: str, broker: str, datadir: Path) -> faust.App:
+    if mode == "defaults":  # Faust's defaults, but its data directory in the bench's workdir, not the cwd
         return faust.App(
             app_id, broker=broker, store="memory://", web_enabled=False, consumer_auto_offset_reset="earliest",
+            datadir=str(datadir),
         )
     from streamapp.faust_config import faust_options
     from streamapp.settings import get_settings
 
-    options: dict[str, Any] = {**faust_options(get_settings()), "broker": broker, "web_enabled": False}
+    options: dict[str, Any] = {
+        **faust_options(get_settings()), "broker": broker, "web_enabled": False, "datadir": str(datadir),
+    }
     from streamapp.app import StreamApp
 
     return StreamApp(app_id, **options)
@@ -44,7 +47,7 @@ def main() -> None:
 
     from streamapp.records import IotMeasurement
 
-    app = build_app(args.mode, args.app_id, args.broker)
+    app = build_app(args.mode, args.app_id, args.broker, args.out.with_suffix(".data"))
     topic = app.topic(args.topic, key_type=str, value_type=IotMeasurement)
     samples: list[tuple[float, int, float]] = []
 
