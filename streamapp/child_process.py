@@ -20,7 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from streamapp.gc_tuning import freeze_startup_objects, raise_young_threshold
+from streamapp.gc_tuning import freeze_startup_objects, raise_thresholds
 from streamapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,10 @@ def one_torch_thread() -> None:
         pass
 
 
-def _start_child(initializer: Callable[[], None] | None, gc_young_threshold: int) -> None:
+def _start_child(initializer: Callable[[], None] | None, gc_thresholds: tuple[int, int]) -> None:
     """In the child, first: the worker's collector settings (rows and model inputs arrive by the thousand),
     then the child's own start (e.g. torch's threads), then what start-up left alive is frozen."""
-    raise_young_threshold(gc_young_threshold)
+    raise_thresholds(*gc_thresholds)
     if initializer is not None:
         initializer()
     freeze_startup_objects()
@@ -66,7 +66,7 @@ class ChildProcess:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_child,
-                initargs=(self.initializer, get_settings().gc_young_threshold),
+                initargs=(self.initializer, (get_settings().gc_young_threshold, get_settings().gc_middle_threshold)),
             )
             self.generation += 1
         return self._pool

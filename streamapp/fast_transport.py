@@ -19,7 +19,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 from mode import Service
 
-from streamapp.gc_tuning import freeze_startup_objects, raise_young_threshold
+from streamapp.gc_tuning import freeze_startup_objects, raise_thresholds
 from streamapp.settings import get_settings
 
 YIELD_EVERY = 100  # messages delivered between two yields to the event loop (as Faust does)
@@ -52,7 +52,8 @@ async def _chain(first: tuple[TP, Message], rest: AsyncIterator[tuple[TP, Messag
 
 def tune_garbage_collector() -> None:
     """The worker's collector: young collections less often, start-up objects frozen (`streamapp.gc_tuning`)."""
-    raise_young_threshold(get_settings().gc_young_threshold)
+    settings = get_settings()
+    raise_thresholds(settings.gc_young_threshold, settings.gc_middle_threshold)
     freeze_startup_objects()
 
 

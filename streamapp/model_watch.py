@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from streamapp import metrics
 from streamapp.background import run_in_daemon_thread
+from streamapp.gc_tuning import freeze_loaded_objects
 from streamapp.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ class ProductionModel(Generic[M]):
             return False
         self.model, self.version = loaded  # swapped whole: readers see the old or the new pair
         self.loaded_at = time.time()
+        freeze_loaded_objects()
         metrics.set_model_version(self.name, self.version)
         log.info("model %s: serving registry version %s", self.name, self.version)
         return True

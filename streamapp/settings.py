@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     batch_max_wait_s: float = 0.05
     latency_budget_ms: float = 250.0
     gc_young_threshold: int = 50_000  # allocations between young collections in a worker and its child processes (Python: 700); 0 keeps Python's
+    gc_middle_threshold: int = 100  # young collections between middle-generation collections, same processes (Python: 10); 0 keeps Python's
 
     # sinks
     lake_flush_rows: int = 20_000  # rows buffered (all datasets of a sink) before a background flush; the agent waits at 2x
