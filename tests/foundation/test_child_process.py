@@ -7,6 +7,7 @@ import operator
 import os
 import signal
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -113,10 +114,36 @@ async def test_a_dataset_shapes_its_rows_where_they_are_written(
 
 
 async def test_a_child_collects_garbage_like_the_worker(child: ChildProcess) -> None:
-    """Rows and model inputs reach a child by the thousand: its young generation is collected at the
-    worker's threshold, not Python's 700 allocations, and what its start-up loaded is frozen."""
+    """Rows and model inputs reach a child by the thousand: its young and middle generations are collected
+    at the worker's thresholds, not Python's (700 allocations, 10 young collections), and what its
+    start-up loaded is frozen."""
     import gc
 
-    young, *_ = await child.run(gc.get_threshold)
+    young, middle, _ = await child.run(gc.get_threshold)
     assert young == get_settings().gc_young_threshold != 700
+    assert middle == get_settings().gc_middle_threshold != 10
     assert await child.run(gc.get_freeze_count) > 0
+
+
+def dated(row: dict[str, object]) -> dict[str, object]:
+    """A `shape` that reads a datetime (as the anomaly and RUL lake rows do for their date partition)."""
+    at = row["at"]
+    assert isinstance(at, datetime)
+    return {"id": row["key"], "value": 1.0, "day": at.date().isoformat(), "at": at}
+
+
+async def test_timestamps_reach_the_lake_process_as_datetimes(tmp_path: Path) -> None:
+    """Rows cross to the lake process with their UTC datetimes as integers (cheaper to pickle): the shape
+    and the Parquet file still get the same datetimes."""
+    schema = pa.schema([("id", pa.string()), ("value", pa.float64()), ("day", pa.string()),
+                        ("at", pa.timestamp("us", tz="UTC"))])
+    moment = datetime(2026, 12, 5, 23, 59, 59, 999999, tzinfo=UTC)
+    writer = ChildLakeWriter()
+    dataset = LakeDataset(tmp_path, "bronze/dated", schema, ["day"], shape=dated)
+    try:
+        assert await writer.write(dataset, [({"key": "k", "at": moment}, SourcePosition("t", 0, 0))]) == 1
+    finally:
+        writer.child.stop()
+    table = read_dataset(tmp_path, "bronze/dated")
+    assert table.column("at").to_pylist() == [moment]
+    assert [path.parent.name for path in (tmp_path / "bronze/dated").rglob("*.parquet")] == ["day=2026-12-05"]
