@@ -6,6 +6,7 @@ and the legacy flat one (vitals at the top level) on `/ingest`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import uuid
@@ -14,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streamapp.iot.pseudonym import is_pseudonym, pseudonymise
-from streamapp.records import IngestError, IotMeasurement, VitalSigns
+from streamapp.records import IngestError, IotMeasurement, VitalSigns, built
 
 API_VERSION = "1.0.0"
 VITALS = ("freq_card", "freq_resp", "spo2_pct", "temp_corp")
@@ -130,18 +131,30 @@ def validate_reading(
 
 
 def message_id_for(pseudonym: str, device_id: str, timestamp: datetime) -> str:
-    """Deterministic, so a client retrying after a 503 produces the same id and sinks dedupe it."""
-    return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{pseudonym}|{device_id}|{timestamp.isoformat()}"))
+    """Deterministic, so a client retrying after a 503 produces the same id and sinks dedupe it: the text
+    of `uuid.uuid5(MESSAGE_ID_NAMESPACE, "pseudonym|device_id|timestamp")`, written without building the
+    `UUID` object (a third of the time)."""
+    name = f"{pseudonym}|{device_id}|{timestamp.isoformat()}"
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+_NAMESPACE_BYTES = MESSAGE_ID_NAMESPACE.bytes
 
 
 def to_measurement(reading: Reading, *, ingested_at: datetime) -> IotMeasurement:
-    """The enriched, pseudonymised record published to `iot-measurements`."""
+    """The enriched, pseudonymised record published to `iot-measurements` (built from values already
+    checked and converted by `validate_reading`: `records.built`, without Faust's per-field descriptors)."""
     pseudonym = pseudonymise(reading.patient_id)
-    return IotMeasurement(
+    return built(
+        IotMeasurement,
         patient_id=pseudonym,
         device_id=reading.device_id,
         timestamp=reading.timestamp.isoformat(),
-        measurements=VitalSigns(**reading.vitals),  # type: ignore[arg-type]
+        measurements=built(VitalSigns, **reading.vitals),
         ingestion_timestamp=ingested_at.isoformat(),
         api_version=API_VERSION,
         message_id=message_id_for(pseudonym, reading.device_id, reading.timestamp),
