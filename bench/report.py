@@ -57,7 +57,10 @@ def _figure(run: BenchRun, bench: str, name: str) -> float | None:
 def performance_notes(run: BenchRun) -> str:
     lines = [
         "How to read it: the machine (2 cores) is shared with other work, so absolute rates move from run to",
-        "run; each figure is compared with a reference measured minutes before in the same run. `per CPU-second`",
+        "run; each figure is compared with a reference measured in the same run. The machine's speed also drifts",
+        "by up to a third within minutes, so the IoT and anomaly targets are checked against the trivial agent run",
+        "right before and right after each of them (their mean); the ratio to the run-start median is printed",
+        "beside it. The latency load starts once a first alert has made the round trip. `per CPU-second`",
         "figures divide by the CPU time the measured worker actually got (with its model and lake processes),",
         "which a busy machine disturbs less. Model benchmarks count results as they come out of the pipeline:",
         "committed offsets move only when the lake flushes (every 20,000 rows or 5 s), too coarse for a short run.",
