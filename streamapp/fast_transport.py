@@ -51,7 +51,8 @@ async def _chain(first: tuple[TP, Message], rest: AsyncIterator[tuple[TP, Messag
 
 
 def tune_garbage_collector() -> None:
-    """The worker's collector: young collections less often, start-up objects frozen (`streamapp.gc_tuning`)."""
+    """The worker's collector: young and middle collections less often, start-up objects frozen
+    (`streamapp.gc_tuning`)."""
     settings = get_settings()
     raise_thresholds(settings.gc_young_threshold, settings.gc_middle_threshold)
     freeze_startup_objects()
