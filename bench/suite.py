@@ -32,34 +32,34 @@ IOT_TOPIC = "iot-measurements"
 REFERENCE_TOPIC = "bench-trivial-input"  # the trivial agent's input: the same messages, never appended to
 
 
-async def iot_input(run: BenchRun) -> int:
-    """The shared IoT measurements on `iot-measurements`, produced once per run."""
-    if IOT_TOPIC not in run.inputs:
+async def shared_iot_messages(run: BenchRun, topic: str) -> int:
+    """The run's shared IoT measurements on `topic` (created with the app's partitions), produced once per
+    run; how long producing them took is kept as `<topic>-produce-ms`."""
+    if topic not in run.inputs:
         from streamapp.settings import get_settings
 
-        await create_topic(run.bootstrap, IOT_TOPIC, get_settings().topic_partitions)
-        count, seconds = await produce(run.bootstrap, IOT_TOPIC, iot_messages(run.scale.messages))
-        run.inputs[IOT_TOPIC] = count
-        run.inputs["iot-produce-seconds"] = int(seconds * 1000)
-    return run.inputs[IOT_TOPIC]
+        await create_topic(run.bootstrap, topic, get_settings().topic_partitions)
+        count, seconds = await produce(run.bootstrap, topic, iot_messages(run.scale.messages))
+        run.inputs[topic] = count
+        run.inputs[f"{topic}-produce-ms"] = int(seconds * 1000)
+    return run.inputs[topic]
+
+
+async def iot_input(run: BenchRun) -> int:
+    """The shared IoT measurements on `iot-measurements`, the pipelines' input."""
+    return await shared_iot_messages(run, IOT_TOPIC)
 
 
 async def reference_input(run: BenchRun) -> int:
-    """The shared IoT measurements again, on a topic of their own that no benchmark appends to (the replay
-    adds a million messages to `iot-measurements`): every run of the trivial agent reads the same input."""
-    if REFERENCE_TOPIC not in run.inputs:
-        from streamapp.settings import get_settings
-
-        await create_topic(run.bootstrap, REFERENCE_TOPIC, get_settings().topic_partitions)
-        count, _ = await produce(run.bootstrap, REFERENCE_TOPIC, iot_messages(run.scale.messages))
-        run.inputs[REFERENCE_TOPIC] = count
-    return run.inputs[REFERENCE_TOPIC]
+    """The same measurements on a topic of their own that no benchmark appends to (the replay adds a
+    million messages to `iot-measurements`): every run of the trivial agent reads the same input."""
+    return await shared_iot_messages(run, REFERENCE_TOPIC)
 
 
 @benchmark("raw", "Raw produce / consume through the broker (aiokafka)")
 async def raw(run: BenchRun, out: Outcome) -> None:
     count = await iot_input(run)
-    produce_rate = out.figure("produce_rate", count / (run.inputs["iot-produce-seconds"] / 1000), "msg/s")
+    produce_rate = out.figure("produce_rate", count / (run.inputs[f"{IOT_TOPIC}-produce-ms"] / 1000), "msg/s")
     seconds = await consume_all(run.bootstrap, IOT_TOPIC, count)
     consume_rate = out.figure("consume_rate", count / seconds, "msg/s")
     out.figure("messages", count, "")
