@@ -3,8 +3,9 @@
 Per micro-batch: the production ensemble is re-checked (a newly promoted version is used from the next
 batch on, no restart); unusable messages go to `dead-letters` (`invalid`; `missing-features` naming the
 features the model needs, never zero-filled; `model-not-trained` while nothing is promoted, so they can
-be replayed later); the rest join their asset's history window, are scored together in an executor,
-get a criticality against the asset's own baseline, and are published keyed by `asset_id`, upserted into
+be replayed later); the rest join their asset's history window and are scored together in the model
+process, which also writes each result's JSON and journal row; here each gets its criticality against the
+asset's own baseline, in order, and the results are published keyed by `asset_id`, upserted into
 `anomaly_detections` and added to `bronze/anomalies`. Offsets are acknowledged once the lake holds them.
 """
 
@@ -19,12 +20,12 @@ from sqlalchemy import Table
 
 from lake.model_outputs import ANOMALIES_SCHEMA, anomaly_lake_row
 from streamapp.anomaly_scoring import (
+    PreparedResult,
     anomaly_figures,
     anomaly_model,
-    anomaly_result,
     criticality_rule,
     journal_row,
-    score,
+    score_prepared,
 )
 from streamapp.app import app
 from streamapp.db.telemetry import AnomalyDetectionRow
@@ -36,7 +37,6 @@ from streamapp.feature_pipeline import (
     model_check,
     register_model_check,
 )
-from streamapp.records import AnomalyResult
 from streamapp.topics import anomalies_topic, extracted_features_topic
 from tables.criticality import criticality_state, save_criticality_states
 from tables.history import anomaly_history
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 AGENT = "anomalies"
 
 
-class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", AnomalyResult]):
+class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", PreparedResult]):
     """The anomaly agent's per-batch work: three detectors, then a criticality per asset."""
 
     def __init__(self) -> None:
@@ -60,27 +60,30 @@ class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", AnomalyResult]):
         )
 
     async def compute(self, model: AnomalyEnsemble, version: str, admitted: list[Admitted]) -> list[Any]:
-        return await score(model, version, [item.window for item in admitted])
+        heads = [
+            (item.record.asset_id, item.record.sensor_id or "", item.timestamp, item.record.features,
+             item.record.metadata, len(item.window))
+            for item in admitted
+        ]
+        return await score_prepared(model, version, [item.window for item in admitted], heads)
 
     def results(
         self, admitted: list[Admitted], computed: list[Any], model: AnomalyEnsemble, version: str
-    ) -> list[AnomalyResult]:
-        """Criticality per message against its asset's baseline (updated in order), then the results."""
+    ) -> list[PreparedResult]:
+        """Criticality per message against its asset's baseline (updated in order), then the results (the
+        rest of each was prepared with its scores, in the model process)."""
         rule = criticality_rule(model)
         states: dict[str, tuple[dict[str, Any], int]] = {}
         results = []
         flagged: Counter[str] = Counter()  # criticality -> anomalies in this batch
-        for item, row in zip(admitted, computed, strict=True):
+        for item, prepared in zip(admitted, computed, strict=True):
             asset = item.record.asset_id
             previous = states[asset][0] if asset in states else criticality_state(asset)
-            level, state = rule.assess(row["final_score"], previous)
+            level, state = rule.assess(prepared[0], previous)
             states[asset] = (state, item.event.message.partition)
-            results.append(anomaly_result(
-                asset_id=asset, sensor_id=item.record.sensor_id or "", timestamp=item.timestamp,
-                features=item.record.features, metadata=item.record.metadata, scored=row, criticality=level,
-                model=model, version=version, history_length=len(item.window),
-            ))
-            if row["is_anomaly"]:
+            result = PreparedResult(asset, prepared, level)
+            results.append(result)
+            if result.is_anomaly:
                 flagged[level] += 1
         save_criticality_states(states)
         anomaly_figures.by_criticality.update(result.criticality for result in results)

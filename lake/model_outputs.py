@@ -39,6 +39,11 @@ def sorted_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
+def _decoded(value: Any) -> Any:
+    """A journal row's JSON column: JSON bytes (as the anomaly agent prepares them) or the value itself."""
+    return orjson.loads(value) if type(value) is bytes else value
+
+
 def anomaly_lake_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A journal row flattened for `bronze/anomalies` (one column per model score, partitioned by date)."""
     flat: dict[str, Any] = {
@@ -46,11 +51,11 @@ def anomaly_lake_row(row: Mapping[str, Any]) -> dict[str, Any]:
         ("detection_id", "asset_id", "sensor_id", "timestamp", "final_score", "is_anomaly", "criticality",
          "model_version")
     }
-    for entry in row["scores"]:
+    for entry in _decoded(row["scores"]):
         for part in ("score", "threshold", "is_anomaly"):
             flat[f"{entry['model_name']}_{part}"] = entry[part]
-    flat["features"] = sorted(row["features"].items())
-    flat["metadata"] = sorted_json(row["metadata"])
+    flat["features"] = sorted(_decoded(row["features"]).items())
+    flat["metadata"] = sorted_json(_decoded(row["metadata"]))
     flat["date"] = row["timestamp"].date().isoformat()
     return flat
 

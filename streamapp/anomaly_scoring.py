@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ from streamapp.feature_messages import (  # noqa: F401  (parse_time, message_pro
 from streamapp.feature_pipeline import PipelineFigures
 from streamapp.model_process import model_process
 from streamapp.model_watch import ProductionModel
-from streamapp.records import AnomalyResult, ModelScore, built
+from streamapp.records import AnomalyResult, ModelScore, built, json_bytes
 
 if TYPE_CHECKING:
     from models.anomaly import AdaptiveCriticality, AnomalyEnsemble
@@ -82,22 +82,33 @@ def criticality_rule(model: AnomalyEnsemble) -> AdaptiveCriticality:
     return AdaptiveCriticality(anomaly_threshold=model.threshold)
 
 
+def result_fields(
+    *, asset_id: str, sensor_id: str, timestamp: str, features: Mapping[str, Any], metadata: Mapping[str, Any] | None,
+    scored: Mapping[str, Any], model_label: str, version: str, history_length: int,
+) -> dict[str, Any]:
+    """Every `AnomalyResult` field but the criticality (decided per asset, in order, by the caller), as
+    plain JSON data in the record's field order (`scored` is a `BatchScores.row`; its score entries are
+    `ModelScore` fields)."""
+    meta = json_safe(metadata or {})  # a new dict
+    meta.update({"model_label": model_label, "history_length": history_length, "lstm_padded": scored["lstm_padded"]})
+    return {
+        "asset_id": asset_id, "sensor_id": sensor_id, "timestamp": timestamp, "features": numeric_features(features),
+        "metadata": meta, "model_version": version, "scores": scored["scores"], "final_score": scored["final_score"],
+        "is_anomaly": scored["is_anomaly"],
+    }
+
+
 def anomaly_result(
     *, asset_id: str, sensor_id: str, timestamp: str, features: Mapping[str, Any], metadata: Mapping[str, Any] | None,
     scored: Mapping[str, Any], criticality: str, model: AnomalyEnsemble, version: str, history_length: int,
 ) -> AnomalyResult:
     """The contract's `AnomalyResult` for one scored message (`scored` is a `BatchScores.row`)."""
-    meta = json_safe(metadata or {})  # a new dict
-    meta.update({
-        "model_label": model.version, "history_length": history_length, "lstm_padded": scored["lstm_padded"],
-    })
-    return built(
-        AnomalyResult, asset_id=asset_id, sensor_id=sensor_id, timestamp=timestamp,
-        scores=[built(ModelScore, **entry) for entry in scored["scores"]],
-        final_score=scored["final_score"], is_anomaly=scored["is_anomaly"], criticality=criticality,
-        features=numeric_features(features),
-        metadata=meta, model_version=version,
+    fields = result_fields(
+        asset_id=asset_id, sensor_id=sensor_id, timestamp=timestamp, features=features, metadata=metadata,
+        scored=scored, model_label=model.version, version=version, history_length=history_length,
     )
+    fields["scores"] = [built(ModelScore, **entry) for entry in fields["scores"]]
+    return built(AnomalyResult, **fields, criticality=criticality)
 
 
 def result_json(result: AnomalyResult) -> dict[str, Any]:
@@ -107,24 +118,80 @@ def result_json(result: AnomalyResult) -> dict[str, Any]:
     return body
 
 
-# ---- journal -----------------------------------------------------------------------------------------
+# ---- the agent's results, prepared in the model process --------------------------------------------------
 detection_id = record_key  # the journal key: a replay updates the same row
 
+# what a prepared result needs of its message: asset, sensor, timestamp, features, metadata, history length
+MessageHead = tuple[str, str, str, Mapping[str, Any], Mapping[str, Any] | None, int]
+# a prepared result as it crosses back: final score, verdict, the result's JSON up to its criticality field
+# (no closing brace), and its journal row without criticality and creation time (JSON columns as JSON
+# bytes, the timestamp as UTC microseconds since the epoch: a datetime costs more to pickle)
+Prepared = tuple[float, bool, bytes, dict[str, Any]]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
-def journal_row(result: AnomalyResult, created_at: datetime) -> dict[str, Any]:
-    """The `anomaly_detections` row of a result (column names of `AnomalyDetectionRow`; the features and
-    metadata dicts are the result's own, read and never changed)."""
-    return {
-        "detection_id": detection_id(result.asset_id, result.sensor_id, result.timestamp),
-        "asset_id": result.asset_id, "sensor_id": result.sensor_id, "timestamp": parse_time(result.timestamp),
-        "final_score": result.final_score, "is_anomaly": result.is_anomaly, "criticality": result.criticality,
-        "scores": [
-            {"score": s.score, "model_name": s.model_name, "threshold": s.threshold, "is_anomaly": s.is_anomaly}
-            for s in result.scores
-        ],
-        "features": result.features, "metadata": result.metadata,
-        "model_version": result.model_version, "created_at": created_at,
-    }
+
+def score_and_prepare(
+    model: AnomalyEnsemble, histories: Sequence[Sequence[Mapping[str, float]]], version: str,
+    heads: Sequence[MessageHead],
+) -> list[Prepared]:
+    """Blocking (in the model process): `score_rows`, then each message's `AnomalyResult` JSON and journal
+    row, all but the criticality: the agent's event loop only decides that, per asset and in order."""
+    prepared = []
+    for (asset_id, sensor_id, timestamp, features, metadata, length), scored in zip(
+        heads, score_rows(model, histories), strict=True
+    ):
+        fields = result_fields(
+            asset_id=asset_id, sensor_id=sensor_id, timestamp=timestamp, features=features, metadata=metadata,
+            scored=scored, model_label=model.version, version=version, history_length=length,
+        )
+        row = {
+            "detection_id": detection_id(asset_id, sensor_id, timestamp), "asset_id": asset_id,
+            "sensor_id": sensor_id, "timestamp": (parse_time(timestamp) - EPOCH) // MICROSECOND,
+            "final_score": fields["final_score"], "is_anomaly": fields["is_anomaly"],
+            "scores": json_bytes(fields["scores"]), "features": json_bytes(fields["features"]),
+            "metadata": json_bytes(fields["metadata"]), "model_version": version,
+        }
+        prepared.append((fields["final_score"], fields["is_anomaly"], json_bytes(fields)[:-1], row))
+    return prepared
+
+
+async def score_prepared(
+    model: AnomalyEnsemble, version: str, histories: Sequence[Sequence[Mapping[str, float]]],
+    heads: Sequence[MessageHead],
+) -> list[Prepared]:
+    """`score_and_prepare` in the model process (`streamapp.model_process`)."""
+    return await model_process.call_on_windows(
+        ANOMALY_MODEL_NAME, version, model, score_and_prepare, model.window, histories, version, heads
+    )
+
+
+_CRITICALITY_FIELD = {level: b',"criticality":' + json_bytes(level) + b"}" for level in CRITICALITY_LEVELS}
+
+
+class PreparedResult:
+    """One `AnomalyResult` of the agent: prepared in the model process, completed with its criticality.
+    `dumps()` gives the same bytes as the record built by `anomaly_result` (criticality is its last field)."""
+
+    __slots__ = ("asset_id", "final_score", "is_anomaly", "criticality", "_head", "_row")
+
+    def __init__(self, asset_id: str, prepared: Prepared, criticality: str) -> None:
+        self.asset_id, self.criticality = asset_id, criticality
+        self.final_score, self.is_anomaly, self._head, self._row = prepared
+
+    def dumps(self) -> bytes:
+        field = _CRITICALITY_FIELD.get(self.criticality) or b',"criticality":' + json_bytes(self.criticality) + b"}"
+        return self._head + field
+
+
+def journal_row(result: PreparedResult, created_at: datetime) -> dict[str, Any]:
+    """The `anomaly_detections` row of a result (column names of `AnomalyDetectionRow`; the JSON columns
+    hold JSON bytes, written as they are)."""
+    row = dict(result._row)
+    row["timestamp"] = EPOCH + row["timestamp"] * MICROSECOND
+    row["criticality"] = result.criticality
+    row["created_at"] = created_at
+    return row
 
 
 # ---- running figures ---------------------------------------------------------------------------------

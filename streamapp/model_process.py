@@ -75,11 +75,11 @@ class ModelProcess:
 
     async def call_on_windows(
         self, name: str, version: str, model: Any, fn: Callable[..., T], window: int,
-        histories: Sequence[Sequence[Any]],
+        histories: Sequence[Sequence[Any]], *args: Any,
     ) -> T:
-        """`fn(model, histories)` in the child, each history (an asset's vectors, oldest first) cut to its
-        last `window` first: the model reads no more, so no more is shipped."""
-        return await self.call(name, version, model, fn, [history[-window:] for history in histories])
+        """`fn(model, histories, *args)` in the child, each history (an asset's vectors, oldest first) cut to
+        its last `window` first: the model reads no more, so no more is shipped."""
+        return await self.call(name, version, model, fn, [history[-window:] for history in histories], *args)
 
 
 model_process = ModelProcess()

@@ -23,7 +23,13 @@ class StreamRecord(faust.Record, abstract=True, serializer="json", include_metad
         and with nested records converted directly: about half the cost for a model result."""
         if serializer not in (None, "json"):
             return super().dumps(serializer=serializer)
-        return orjson.dumps(self.asdict(), default=_nested_json, option=_JSON_OPTIONS)
+        return json_bytes(self.asdict())
+
+
+def json_bytes(value: Any) -> bytes:
+    """`value` as the JSON a record's `dumps` writes (nested records as their fields): plain data a record
+    would hold gives the same bytes as the record."""
+    return orjson.dumps(value, default=_nested_json, option=_JSON_OPTIONS)
 
 
 def _nested_json(value: Any) -> Any:

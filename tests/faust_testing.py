@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import faust
 import pytest
 
 from streamapp import publishing
@@ -52,7 +53,10 @@ def captured_sends(monkeypatch: pytest.MonkeyPatch, faust_app: Any) -> Iterator[
         return future
 
     async def send_records(messages: Any) -> list[Any]:  # streamapp.publishing's path goes through `send` too
-        return [await topic.send(key=key, value=value) for topic, key, value in messages]
+        # a value that is not a record (a result prepared as JSON) is captured as the topic's record type
+        # read back from the bytes it publishes
+        return [await topic.send(key=key, value=value if isinstance(value, faust.Record)
+                                 else topic.value_type.loads(value.dumps())) for topic, key, value in messages]
 
     monkeypatch.setattr(DeadLetteringTopic, "send", send)
     monkeypatch.setattr(publishing, "send_records", send_records)

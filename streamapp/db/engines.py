@@ -23,7 +23,10 @@ _engines: dict[Role, AsyncEngine] = {}
 
 def json_text(value: object) -> str:
     """JSON columns as text, with orjson (several times faster than the json module; a NaN becomes null,
-    which PostgreSQL's jsonb accepts where it refuses the json module's `NaN`)."""
+    which PostgreSQL's jsonb accepts where it refuses the json module's `NaN`). A `bytes` value is JSON
+    encoded already (e.g. in the model process) and is written as it is."""
+    if type(value) is bytes:
+        return value.decode()
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
