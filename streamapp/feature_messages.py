@@ -7,6 +7,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, cast
 
 from models.base import missing_features
@@ -100,20 +101,49 @@ def trailing_rows(
     return rows
 
 
+_FLOATS = {float}
+
+
 def window_matrices(
     feature_names: Sequence[str], histories: Sequence[Sequence[Mapping[str, float]]], limit: int
 ) -> list[np.ndarray]:
     """Each history's `trailing_rows` as a (rows, features) float matrix. The events of one asset in a batch
-    share most of their window's vector objects, so each vector is converted once per call."""
+    share most of their window's vector objects, so each vector is converted once per call, into one
+    table the windows are cut from."""
     import numpy as np
 
-    converted: dict[int, list[float] | None] = {}
-    width = len(feature_names)
-    matrices = []
+    names = list(feature_names)
+    read = itemgetter(*names) if len(names) > 1 else None
+    position: dict[int, int] = {}  # id(vector) -> its row of `rows`, -1 when it cannot be a model row
+    rows: list[Sequence[float]] = []
+    picks: list[list[int]] = []
     for history in histories:
-        rows = trailing_rows(feature_names, history, limit, converted)
-        matrices.append(np.asarray(rows, dtype=np.float64).reshape(len(rows), width))
-    return matrices
+        picked: list[int] = []
+        for vector in reversed(history):
+            if len(picked) == limit:
+                break
+            at = position.get(id(vector))
+            if at is None:
+                row: Sequence[float] | None = None
+                if read is not None:  # the usual case, in C: every value a finite float
+                    try:
+                        values = read(vector)
+                    except (KeyError, TypeError):
+                        values = None
+                    if values is not None and set(map(type, values)) == _FLOATS and math.isfinite(sum(values)):
+                        row = values
+                if row is None:
+                    row = _model_row(names, vector)
+                at = position[id(vector)] = -1 if row is None else len(rows)
+                if row is not None:
+                    rows.append(row)
+            if at < 0:
+                break
+            picked.append(at)
+        picked.reverse()
+        picks.append(picked)
+    table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+    return [table[picked] for picked in picks]
 
 
 def record_key(asset_id: str, sensor_id: str, timestamp: str) -> str:

@@ -39,3 +39,24 @@ def test_windows_sharing_vectors_match_each_window_converted_alone() -> None:
     assert matrices[4].tolist() == [[30.0, 3.0], [40.0, 4.0]]
     assert matrices[7].tolist() == [[40.0, 4.0], [50.0, 5.0], [60.0, 6.0], [70.0, 7.0]]
     assert matrices[8].tolist() == [[990.0, 99.0]]
+
+
+def test_random_histories_match_trailing_rows_whatever_their_values() -> None:
+    """Odd values (missing, NaN, infinities, ints, booleans, text, overflowing sums) end a run exactly
+    where `trailing_rows` says, for one, two and three model features."""
+    import random
+
+    rng = random.Random(5)
+    odd = [None, math.nan, math.inf, -math.inf, 1, True, "x", 1e308]
+    for _ in range(500):
+        vectors = [
+            {name: rng.random() if rng.random() < 0.75 else rng.choice(odd) for name in "abc" if rng.random() < 0.9}
+            for _ in range(rng.randint(0, 10))
+        ]
+        histories = [vectors[: rng.randint(0, len(vectors))] for _ in range(rng.randint(1, 4))]
+        limit = rng.randint(1, 5)
+        for names in (["a"], ["b", "a"], ["a", "b", "c"]):
+            for history, matrix in zip(histories, window_matrices(names, histories, limit), strict=True):
+                expected = np.asarray(trailing_rows(names, history, limit), dtype=np.float64).reshape(-1, len(names))
+                assert matrix.shape == expected.shape and matrix.dtype == np.float64
+                np.testing.assert_array_equal(matrix, expected)
