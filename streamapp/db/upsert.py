@@ -109,7 +109,11 @@ async def upsert(
     keys = [column.name for column in table.primary_key.columns]
     # one row per key (the last): a batch may hold a replayed event, and PostgreSQL refuses to update
     # one row twice in a statement
-    unique = list({tuple(row.get(key) for key in keys): row for row in rows}.values())
+    if len(keys) == 1:
+        (key,) = keys
+        unique = list({row.get(key): row for row in rows}.values())
+    else:
+        unique = list({tuple(row.get(key) for key in keys): row for row in rows}.values())
     if dialect == "postgresql" and connection.dialect.driver == "asyncpg":
         if await _postgres_unnest(connection, table, unique, update):
             return
