@@ -260,7 +260,7 @@ class FeatureBatchPipeline(Generic[M, R]):
         if not messages:
             return
         try:
-            await publishing.delivered(confirmations)
+            await asyncio.gather(*confirmations)
         except Exception as exc:
             log.warning("%s: the broker refused %d results (%r): sending them again", self.agent, len(messages), exc)
             await write_with_retry(f"kafka:{self.agent}", lambda: publish_confirmed(messages))

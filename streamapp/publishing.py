@@ -40,31 +40,8 @@ async def publish_confirmed(messages: Sequence[Outgoing]) -> None:
     count them in `streamapp_published_total`. Raises what the producer raised (callers retry)."""
     if not messages:
         return
-    await delivered(await send_records(messages))
+    await asyncio.gather(*await send_records(messages))
     count_published(messages)
-
-
-async def delivered(confirmations: Sequence[Awaitable[Any]]) -> None:
-    """Wait until every confirmation has resolved; raises a failure if there is one. The last one is
-    awaited first: the producer confirms a partition's messages in order, so by then most are done and are
-    only checked, where `gather` would schedule a callback for each (thousands a batch)."""
-    try:
-        for confirmation in reversed(confirmations):
-            if not (isinstance(confirmation, asyncio.Future) and confirmation.done()):
-                await confirmation
-        for confirmation in confirmations:
-            if isinstance(confirmation, asyncio.Future):
-                confirmation.result()  # a failure raises here
-    except BaseException:
-        for confirmation in confirmations:  # whatever else failed is retrieved, never reported as unretrieved
-            if isinstance(confirmation, asyncio.Future):
-                confirmation.add_done_callback(_retrieve)
-        raise
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def count_published(messages: Sequence[Outgoing]) -> None:
