@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lake.offload import EPOCH, MICROSECOND  # the lake's own UTC-microsecond conversion
 from models.base import missing_features
 from streamapp.feature_messages import (  # noqa: F401  (parse_time, message_problems: re-exported)
     json_safe,
@@ -127,8 +128,6 @@ MessageHead = tuple[str, str, str, Mapping[str, Any], Mapping[str, Any] | None, 
 # (no closing brace), and its journal row without criticality and creation time (JSON columns as JSON
 # bytes, the timestamp as UTC microseconds since the epoch: a datetime costs more to pickle)
 Prepared = tuple[float, bool, bytes, dict[str, Any]]
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 
 
 def score_and_prepare(
