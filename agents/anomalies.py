@@ -85,7 +85,7 @@ class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", PreparedResult]):
             results.append(result)
             if result.is_anomaly:
                 flagged[level] += 1
-        save_criticality_states(states)
+        save_criticality_states(states, self.state_changelog)
         anomaly_figures.by_criticality.update(result.criticality for result in results)
         if flagged:
             anomaly_figures.anomalies += flagged.total()

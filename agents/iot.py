@@ -48,14 +48,8 @@ from streamapp.topics import (
     iot_errors_topic,
     iot_measurements_topic,
 )
-from tables.vitals import (
-    EMITTED_WINDOWS_KEPT,
-    DeferredChangelog,
-    device_last_seen,
-    emitted_windows,
-    store,
-    vitals_5min,
-)
+from tables.changelog import DeferredChangelog
+from tables.vitals import EMITTED_WINDOWS_KEPT, device_last_seen, emitted_windows, vitals_5min
 
 log = logging.getLogger(__name__)
 AGENT = "iot"
@@ -149,7 +143,8 @@ class VitalsPipeline:
         self.schema_ready = False
         self.stored_ids = RecentIds(settings.recent_ids_kept)
         self.storing = BackgroundBatches(STORES_IN_FLIGHT)  # batches whose rows and acks are under way
-        self.changelog = DeferredChangelog()
+        # changelogged once per lake flush, right before its acks (and by the timer when no flush is coming)
+        self.changelog = DeferredChangelog("iot")
         self.sink: LakeSink = lake_sink("iot", [
             lake_dataset("raw/iot_measurements", MEASUREMENTS_SCHEMA, ["date", "patient_id"]),
             lake_dataset("bronze/iot_alerts", ALERTS_SCHEMA, ["date"]),
@@ -451,6 +446,8 @@ def status_row(status: DeviceStatus) -> dict[str, Any]:
 async def sink_vitals_windows(stream: StreamT) -> None:
     """Window finals to `bronze/iot_aggregations`, each (patient, window_start) once."""
     sink = lake_sink("iot-windows", [lake_dataset("bronze/iot_aggregations", WINDOWS_SCHEMA, ["date"])])
+    changelog = DeferredChangelog("iot-windows")
+    sink.before_acks.append(changelog.send)
     async for events in micro_batches(stream, agent="iot-windows"):
         rows = []
         for event in events:
@@ -460,7 +457,8 @@ async def sink_vitals_windows(stream: StreamT) -> None:
             if final.window_start in seen["starts"]:
                 continue
             seen["starts"] = [*seen["starts"], final.window_start][-EMITTED_WINDOWS_KEPT:]
-            store(emitted_windows, final.patient_id, seen, partition)
+            emitted_windows.data[final.patient_id] = seen
+            changelog.mark(emitted_windows, final.patient_id, partition)
             rows.append((window_row(final), position_of(event)))
         sink.add("bronze/iot_aggregations", rows)
         await ack_after_lake(sink, stream, list(events))

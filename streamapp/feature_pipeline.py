@@ -36,6 +36,7 @@ from streamapp.model_watch import ProductionModel
 from streamapp.publishing import Outgoing, count_published, publish_confirmed
 from streamapp.records import ExtractedFeatures
 from streamapp.sinks import ack_after_lake, lake_dataset, lake_sink, position_of, write_with_retry
+from tables.changelog import DeferredChangelog
 
 if TYPE_CHECKING:
     from lake.sink import LakeSink
@@ -89,6 +90,7 @@ class ScoredBatch(Generic[M]):
     model: M | None
     version: str
     computing: asyncio.Future[list[Any]] | None
+    history_saved: Awaitable[int]  # the histories' changelog, confirmed by the broker
 
 
 def message_time(event: EventT) -> str:
@@ -138,6 +140,7 @@ class FeatureBatchPipeline(Generic[M, R]):
         self.schema_ready = False
         self.sink: LakeSink = lake_sink(agent, [lake_dataset(lake.name, lake.schema, ["date"], lake.row)])
         self.background = BackgroundBatches(BATCHES_IN_FLIGHT)
+        self.state_changelog = DeferredChangelog(agent)  # per-asset state the `results` hook changes
         self._in_order: asyncio.Future[None] | None = None  # set once the last batch handed over its results
 
     # ---- hooks -------------------------------------------------------------------------------------------
@@ -196,11 +199,11 @@ class FeatureBatchPipeline(Generic[M, R]):
                 message.partition, message.offset,
             )
             admitted.append(Admitted(event, record, record.timestamp or message_time(event), window))
-        self.history.persist()
+        history_saved = await self.history.persist()
         computing = (
             asyncio.ensure_future(self.compute(model, str(version), admitted)) if admitted and model is not None else None
         )
-        batch = ScoredBatch(events, admitted, rejected, model, str(version), computing)
+        batch = ScoredBatch(events, admitted, rejected, model, str(version), computing, history_saved)
         previous, self._in_order = self._in_order, asyncio.get_running_loop().create_future()
         await self.background.submit(self.finish(stream, batch, previous, self._in_order))
 
@@ -210,7 +213,8 @@ class FeatureBatchPipeline(Generic[M, R]):
     ) -> None:
         """A batch's tail: once its model output is in and the batch before it has handed over its
         results, the results (criticality and other per-asset state in batch order) go to the producer
-        and the lake; then dead letters, the broker's confirmations and the journal (at once), then the acks."""
+        and the lake; then dead letters, the broker's confirmations (of the results and of the tables'
+        changelogs) and the journal (at once), then the acks."""
         try:
             computed = await self.model_output(batch)
             if previous is not None:
@@ -221,6 +225,7 @@ class FeatureBatchPipeline(Generic[M, R]):
                 self.figures.last_model_version = batch.version
             messages = [(self.output_topic, cast(Any, result).asset_id, result) for result in results]
             confirmations = await publishing.send_records(messages)
+            state_saved = await self.state_changelog.hand_over()
             now = datetime.now(UTC)
             rows = [self.journal.row(result, now) for result in results]
             self.sink.add(self.lake.name, [  # flattened by `lake.row` when written
@@ -230,7 +235,10 @@ class FeatureBatchPipeline(Generic[M, R]):
             if not done_in_order.done():
                 done_in_order.set_result(None)
         # dead letters, the broker's confirmations and the journal wait on different services: together
-        await asyncio.gather(self.dead_letter(batch.rejected), self.confirm(messages, confirmations), self.store(rows))
+        await asyncio.gather(
+            self.dead_letter(batch.rejected), self.confirm(messages, confirmations), self.store(rows),
+            batch.history_saved, state_saved,
+        )
         await ack_after_lake(self.sink, stream, list(batch.events))
 
     async def model_output(self, batch: ScoredBatch[M]) -> list[Any]:

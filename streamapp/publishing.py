@@ -18,6 +18,7 @@ from streamapp import metrics
 from streamapp.app import app
 
 Outgoing = tuple[TopicT, str | bytes | None, Any]  # (topic, key, record)
+RawMessage = tuple[str, bytes | None, bytes | None, int | None, Any]  # (topic name, key, value, partition, headers)
 
 
 def _bytes(key: str | bytes | None) -> bytes | None:
@@ -33,6 +34,14 @@ async def send_records(messages: Sequence[Outgoing]) -> list[Awaitable[Any]]:
             topic.get_topic_name(), _bytes(key), record.dumps(), None, None, None,
         ))
     return confirmations
+
+
+async def send_raw(messages: Sequence[RawMessage]) -> list[Awaitable[Any]]:
+    """Hand already serialised messages to the producer in order (table changelogs); each awaitable
+    resolves once the broker has it."""
+    producer = app.producer
+    return [await producer.send(topic, key, value, partition, None, headers)
+            for topic, key, value, partition, headers in messages]
 
 
 async def publish_confirmed(messages: Sequence[Outgoing]) -> None:

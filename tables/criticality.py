@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from streamapp.app import app
-from tables.vitals import store
+from tables.changelog import DeferredChangelog
 
 anomaly_criticality = app.Table(
     "anomaly-criticality", key_type=str, default=None,
@@ -21,7 +21,8 @@ def criticality_state(asset_id: str) -> dict[str, Any] | None:
     return None if entry is None else dict(entry["state"])
 
 
-def save_criticality_states(states: dict[str, tuple[dict[str, Any], int]]) -> None:
-    """Store and changelog `asset_id -> (state, source partition)` after a batch."""
+def save_criticality_states(states: dict[str, tuple[dict[str, Any], int]], changelog: DeferredChangelog) -> None:
+    """Store `asset_id -> (state, source partition)` after a batch and mark each for `changelog`."""
     for asset_id, (state, partition) in states.items():
-        store(anomaly_criticality, asset_id, {"partition": partition, "state": state}, partition)
+        anomaly_criticality.data[asset_id] = {"partition": partition, "state": state}
+        changelog.mark(anomaly_criticality, asset_id, partition)

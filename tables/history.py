@@ -8,18 +8,20 @@ on restart and rebalance) with the same value layout; only the name and the wind
     history = FeatureHistory("anomaly-feature-history")           # last `history_window` vectors
     window = history.append_and_window(asset_id, features, event.message.partition, event.message.offset)
     ...                                                            # after the batch, before the ack:
-    history.persist()                                              # one changelog record per touched asset
+    saved = await history.persist()                                # one changelog record per touched asset
+    ...
+    await saved                                                    # before the batch's acks
 
 Update an instance only from the agent consuming the co-partitioned topic; anyone may `window()` it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from streamapp.app import app
 from streamapp.settings import get_settings
-from tables.vitals import store
+from tables.changelog import DeferredChangelog
 
 
 def _history_window() -> int:
@@ -37,7 +39,7 @@ class FeatureHistory:
             name, key_type=str, default=None,
             help=help or "asset_id -> the asset's most recent feature vectors, oldest first",
         )
-        self._touched: dict[str, int] = {}  # asset -> source partition, since the last persist()
+        self._touched = DeferredChangelog(name)  # assets changed since the last persist()
 
     @property
     def size(self) -> int:
@@ -70,23 +72,18 @@ class FeatureHistory:
                 "partition": partition, "offset": entry.get("offset", -1) if offset is None else offset,
                 "vectors": window, "offsets": [*offsets, offset][-self.size:],
             }
-            self._touched[asset_id] = partition
+            self._touched.mark(self.table, asset_id, partition)
         return list(window)
 
-    def persist(self) -> int:
-        """Changelog every asset changed since the last call (once each); returns how many."""
-        touched, self._touched = self._touched, {}
-        written = 0
-        for asset_id, partition in touched.items():
-            entry = self.table.data.get(asset_id)
-            if entry is not None:
-                store(self.table, asset_id, entry, partition)
-                written += 1
-        return written
+    async def persist(self) -> Awaitable[int]:
+        """Hand the changelog message of every asset changed since the last call (once each) to the
+        producer; the returned awaitable gives how many once the broker has them (await it before the
+        batch's acks)."""
+        return await self._touched.hand_over()
 
     def discard_pending(self) -> None:
         """Forget the assets touched since the last persist (after a rebalance took their partitions)."""
-        self._touched.clear()
+        self._touched.discard()
 
 
 anomaly_history = FeatureHistory(

@@ -58,8 +58,18 @@ def captured_sends(monkeypatch: pytest.MonkeyPatch, faust_app: Any) -> Iterator[
         return [await topic.send(key=key, value=value if isinstance(value, faust.Record)
                                  else topic.value_type.loads(value.dumps())) for topic, key, value in messages]
 
+    async def send_raw(messages: Any) -> list[Any]:  # table changelogs: captured as (key, value) bytes
+        confirmations = []
+        for topic, key, value, _partition, _headers in messages:
+            captured.by_topic[topic].append((key, value))
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            confirmations.append(done)
+        return confirmations
+
     monkeypatch.setattr(DeadLetteringTopic, "send", send)
     monkeypatch.setattr(publishing, "send_records", send_records)
+    monkeypatch.setattr(publishing, "send_raw", send_raw)
     yield captured
 
 
