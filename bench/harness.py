@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--merge", action="store_true",
                         help="with --only: replace these benchmarks' outcomes in latest.json and the README table")
     parser.add_argument("--profile-models", action="store_true",
-                        help="py-spy the anomaly and RUL workers while they are measured (slows them: evidence only)")
+                        help="py-spy the anomaly, RUL and latency workers while they are measured (slows them: evidence only)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks")
     args = parser.parse_args(argv)
 

@@ -141,7 +141,7 @@ def performance_notes(run: BenchRun) -> str:
         "How the bench measures: the local broker runs with Kafka's own 1 GiB heap (with 256-512 MiB, G1's",
         "concurrent marking took half the broker's CPU under load and slowed every benchmark); the trivial",
         "references are the median of 3 runs; model output topics are created with the app's partitions before",
-        "the run; py-spy samples the model workers only with `--profile-models` (it costs them ~0.2 CPU).",
+        "the run; py-spy samples the model and latency workers only with `--profile-models` (it costs them ~0.2 CPU).",
     ]
     iot, quix = _figure(run, "iot", "rate"), _figure(run, "quix", "rate")
     if iot and quix:

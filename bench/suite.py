@@ -417,8 +417,9 @@ async def latency(run: BenchRun, out: Outcome) -> None:
         arrivals.clear()
         rate, seconds = run.scale.latency_rate, run.scale.latency_seconds
         loop = asyncio.get_running_loop()
-        spies = []  # py-spy over the middle of the load (the README's evidence)
-        loop.call_later(seconds / 3, lambda: spies.append(run.profile("latency", worker.process.pid)))
+        spies = []  # py-spy over the middle of the load, only when asked: it competes for the 2 cores
+        if run.profile_models:
+            loop.call_later(seconds / 3, lambda: spies.append(run.profile("latency", worker.process.pid)))
         sent, alerting, refused, answered = await offered_load(worker.base_url, rate, seconds)
         for spy in spies:
             if spy is not None:
