@@ -43,6 +43,22 @@ def one_torch_thread() -> None:
         pass
 
 
+BACKGROUND_NICENESS = 10  # added to a background child's scheduling niceness (Linux: 0 is the default, 19 the lowest)
+
+
+def background_priority() -> None:
+    """A background child's start (the lake writer): a lower CPU priority than the worker, so that on a
+    busy machine its bursts (a flush writes thousands of rows to Parquet for a second or more) give the
+    cores to the event loop, the broker and the database first: the latency path. Its writes only gate
+    the acks, which wait for it anyway."""
+    import os
+
+    try:
+        os.nice(BACKGROUND_NICENESS)
+    except OSError:  # pragma: no cover - a platform without it
+        pass
+
+
 def _start_child(initializer: Callable[[], None] | None, gc_thresholds: tuple[int, int]) -> None:
     """In the child, first: the worker's collector settings (rows and model inputs arrive by the thousand),
     then the child's own start (e.g. torch's threads), then what start-up left alive is frozen."""

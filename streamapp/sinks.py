@@ -47,18 +47,19 @@ from lake import offload  # noqa: E402
 from lake.sink import LakeSink, ThreadRowWriter  # noqa: E402
 from lake.writer import LakeDataset, SourcePosition  # noqa: E402
 from streamapp.batching import acknowledge_messages  # noqa: E402
-from streamapp.child_process import ChildProcess, offloading  # noqa: E402
+from streamapp.child_process import ChildProcess, background_priority, offloading  # noqa: E402
 
 _lake_sinks: list[LakeSink] = []
 
 
 class ChildLakeWriter:
     """Lake writes in the worker's lake process (`lake.offload`): the rows' conversion to Arrow and the
-    Parquet writer's Python side no longer share the loop's core (`STREAMAPP_CHILD_PROCESSES=false`: a
-    thread, as `lake.sink.ThreadRowWriter`)."""
+    Parquet writer's Python side no longer share the loop's core; the process runs at a lower CPU priority
+    (`streamapp.child_process.background_priority`) so its flush bursts do not delay alerts
+    (`STREAMAPP_CHILD_PROCESSES=false`: a thread, as `lake.sink.ThreadRowWriter`)."""
 
     def __init__(self) -> None:
-        self.child = ChildProcess("lake")
+        self.child = ChildProcess("lake", background_priority)
         self.thread = ThreadRowWriter()
 
     async def write(self, dataset: LakeDataset, rows: list[tuple[dict[str, Any], SourcePosition]]) -> int:

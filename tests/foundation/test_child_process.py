@@ -147,3 +147,19 @@ async def test_timestamps_reach_the_lake_process_as_datetimes(tmp_path: Path) ->
     table = read_dataset(tmp_path, "bronze/dated")
     assert table.column("at").to_pylist() == [moment]
     assert [path.parent.name for path in (tmp_path / "bronze/dated").rglob("*.parquet")] == ["day=2026-12-05"]
+
+
+def _niceness() -> int:
+    return os.nice(0)
+
+
+async def test_the_lake_process_runs_at_a_lower_cpu_priority_than_the_worker_and_model_process() -> None:
+    from streamapp.child_process import BACKGROUND_NICENESS
+
+    lake, models = ChildLakeWriter(), ModelProcess()
+    try:
+        assert await lake.child.run(_niceness) == min(19, os.nice(0) + BACKGROUND_NICENESS)
+        assert await models.child.run(_niceness) == os.nice(0)  # scoring is on the results' path: not lowered
+    finally:
+        lake.child.stop()
+        models.child.stop()
