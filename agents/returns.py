@@ -158,7 +158,7 @@ async def _store(orders: list[dict[str, Any]], probabilities: list[float], versi
     messages = [(return_predictions_topic, prediction.event_id, prediction) for prediction in predictions]
     # a failed batch is sent again: consumers dedupe by event_id
     await write_with_retry(f"kafka:{AGENT}", lambda: publish_confirmed(messages))
-    remember(row["event_id"] for row in rows["events"])
+    await remember(row["event_id"] for row in rows["events"])
     returns_figures.predicted += len(rows["predictions"])
 
 

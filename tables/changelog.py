@@ -26,27 +26,35 @@ from streamapp import publishing
 from streamapp.sinks import write_with_retry
 
 log = logging.getLogger(__name__)
-Entry = tuple[TableT, Any, int]  # table, key, changelog partition
+Entry = tuple[TableT, Any, int, bool]  # table, key, changelog partition, deleted here
 
 
-def changelog_message(table: TableT, key: Any, value: Any, partition: int) -> publishing.RawMessage:
-    """The changelog message Faust's `send_changelog(partition, key, value)` would produce, as bytes."""
+def changelog_message(
+    table: TableT, key: Any, value: Any, partition: int, value_serializer: Any = None,
+) -> publishing.RawMessage:
+    """The changelog message Faust's `send_changelog(partition, key, value)` would produce, as bytes
+    (`value` None with `value_serializer="raw"`: the tombstone Faust writes for a deleted key)."""
     topic: Any = table.changelog_topic  # faust's type stubs lag its Topic and Table (headers, serializers)
     faust_table: Any = table
     headers = topic.prepare_headers(None)
     key_bytes, headers = topic.prepare_key(key, faust_table.key_serializer, None, headers)
-    value_bytes, headers = topic.prepare_value(value, faust_table.value_serializer, None, headers)
+    value_bytes, headers = topic.prepare_value(
+        value, value_serializer or faust_table.value_serializer, None, headers
+    )
     return topic.get_topic_name(), key_bytes, value_bytes, partition, headers or None
 
 
 def current_messages(entries: Iterable[Entry]) -> list[publishing.RawMessage]:
-    """The changelog message of each entry with its value now; an entry no longer held (its partition went
-    to another worker, which owns the state now) is skipped."""
+    """The changelog message of each entry with its value now. A key deleted here and not set again gets
+    a tombstone; any other key no longer held (its partition went to another worker, which owns the
+    state now) is skipped."""
     messages = []
-    for table, key, partition in entries:
+    for table, key, partition, deleted in entries:
         data = table.data
         if key in data:
             messages.append(changelog_message(table, key, data[key], partition))
+        elif deleted:
+            messages.append(changelog_message(table, key, None, partition, value_serializer="raw"))
     return messages
 
 
@@ -61,7 +69,12 @@ class DeferredChangelog:
         self._lock = asyncio.Lock()
 
     def mark(self, table: TableT, key: Any, partition: int) -> None:
-        self._dirty[(table.name, key)] = (table, key, partition)
+        """`table.data[key]` was set: its value goes at the next hand-over."""
+        self._dirty[(table.name, key)] = (table, key, partition, False)
+
+    def mark_deleted(self, table: TableT, key: Any, partition: int) -> None:
+        """`key` was removed from `table.data`: a tombstone goes at the next hand-over (unless it is set again)."""
+        self._dirty[(table.name, key)] = (table, key, partition, True)
 
     def discard(self) -> None:
         """Forget the entries marked since the last hand-over (after a rebalance took their partitions)."""

@@ -19,6 +19,7 @@ from aiokafka.partitioner import murmur2
 
 from streamapp.app import app
 from streamapp.settings import get_settings
+from tables.changelog import DeferredChangelog
 
 log = logging.getLogger(__name__)
 PRUNE_INTERVAL_S = 600.0  # at most; a quarter of the retention when that is shorter
@@ -30,6 +31,7 @@ seen_event_ids = app.Table(
     use_partitioner=True,
     help="event_id -> unix time the returns agent first wrote it",
 )
+seen_changelog = DeferredChangelog("seen-event-ids")  # written by `remember` and `prune`, one hand-over at a time
 
 
 def already_seen(event_id: str) -> bool:
@@ -43,13 +45,15 @@ def changelog_partition(key: bytes) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % app.conf.topic_partitions
 
 
-def remember(event_ids: Iterable[str], now: float | None = None) -> None:
-    """Record event ids whose rows are committed (call after the database transaction)."""
+async def remember(event_ids: Iterable[str], now: float | None = None) -> int:
+    """Record event ids whose rows are committed (call after the database transaction); returns once the
+    broker has their changelog messages."""
     stamp = time.time() if now is None else now
     for event_id in event_ids:
         key = event_id.encode()
         seen_event_ids.data[key] = stamp
-        seen_event_ids.send_changelog(changelog_partition(key), key, stamp)
+        seen_changelog.mark(seen_event_ids, key, changelog_partition(key))
+    return await seen_changelog.send()
 
 
 def expired_keys(entries: Iterable[tuple[bytes, float]], now: float, retention_s: float) -> list[bytes]:
@@ -61,12 +65,14 @@ def retention_s() -> float:
     return get_settings().dedup_retention_days * 86_400.0
 
 
-def prune(now: float | None = None) -> int:
-    """Delete the entries past the retention from the partitions this worker holds; returns how many."""
+async def prune(now: float | None = None) -> int:
+    """Delete the entries past the retention from the partitions this worker holds (tombstones in the
+    changelog, confirmed by the broker); returns how many."""
     stale = expired_keys(list(seen_event_ids.items()), time.time() if now is None else now, retention_s())
     for key in stale:
         seen_event_ids.data.pop(key, None)
-        seen_event_ids.send_changelog(changelog_partition(key), key, None, value_serializer="raw")
+        seen_changelog.mark_deleted(seen_event_ids, key, changelog_partition(key))
+    await seen_changelog.send()
     return len(stale)
 
 
@@ -76,7 +82,7 @@ async def prune_seen_event_ids() -> None:
     while True:
         await asyncio.sleep(min(PRUNE_INTERVAL_S, retention_s() / 4))
         try:
-            removed = prune()
+            removed = await prune()
         except Exception:  # e.g. during a rebalance: the next round tries again
             log.exception("seen_event_ids: pruning failed")
             continue

@@ -23,7 +23,8 @@ ODD_VALUES: list[Any] = [
 
 
 def faust_bytes(table: Any, key: Any, value: Any, partition: int) -> tuple[Any, Any]:
-    """What Faust's `table.send_changelog(partition, key, value)` would hand its producer."""
+    """What Faust's `table.send_changelog(partition, key, value)` would hand its producer (its future
+    message needs a running event loop: callers are async tests)."""
     message = table.changelog_topic.as_future_message(
         key=key, value=value, partition=partition, key_serializer=table.key_serializer,
         value_serializer=table.value_serializer, eager_partitioning=True,
@@ -32,7 +33,7 @@ def faust_bytes(table: Any, key: Any, value: Any, partition: int) -> tuple[Any, 
 
 
 @pytest.mark.parametrize("value", ODD_VALUES)
-def test_changelog_bytes_are_fausts_for_every_kind_of_table(faust_app: Any, value: Any) -> None:  # noqa: F811
+async def test_changelog_bytes_are_fausts_for_every_kind_of_table(faust_app: Any, value: Any) -> None:  # noqa: F811
     from tables.changelog import changelog_message
     from tables.criticality import anomaly_criticality
     from tables.history import anomaly_history
@@ -46,7 +47,7 @@ def test_changelog_bytes_are_fausts_for_every_kind_of_table(faust_app: Any, valu
         assert table.changelog_topic.value_type is None or isinstance(encoded, bytes)
 
 
-def test_changelog_bytes_match_for_bytes_keys_and_float_values(faust_app: Any) -> None:  # noqa: F811
+async def test_changelog_bytes_match_for_bytes_keys_and_float_values(faust_app: Any) -> None:  # noqa: F811
     from tables.changelog import changelog_message
     from tables.dedup import seen_event_ids
 
