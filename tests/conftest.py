@@ -27,6 +27,17 @@ from tests.services import (  # noqa: E402, F401  (fixtures)
 )
 
 
+@pytest.fixture(autouse=True)
+def process_wide_state_starts_clean() -> None:
+    """What the in-process registries hold is each test's own: a sink that an earlier test's background
+    batch left retrying (its event loop closed with the test) stays marked degraded in `streamapp.health`,
+    and the watchdog then reads every partition as held by back-pressure (seen once in CI)."""
+    from streamapp import batching, health
+
+    health._degraded.clear()
+    batching._batches_in_flight.clear()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     mark_service_tests(items)
 
