@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, cast
 from faust.types import StreamT
 from sqlalchemy import Table
 
-from lake.model_outputs import ANOMALIES_SCHEMA, anomaly_lake_row
+from lake.model_outputs import ANOMALIES_SCHEMA, anomaly_lake_columns
 from streamapp.anomaly_scoring import (
     PreparedResult,
     anomaly_figures,
     anomaly_model,
     criticality_rule,
     journal_row,
+    lake_source,
     score_prepared,
 )
 from streamapp.app import app
@@ -56,7 +57,7 @@ class AnomalyPipeline(FeatureBatchPipeline["AnomalyEnsemble", PreparedResult]):
             agent=AGENT, watcher=anomaly_model, figures=anomaly_figures, history=anomaly_history,
             output=anomalies_topic, journal=JournalSpec(cast(Table, AnomalyDetectionRow.__table__), "detection_id",
                                                         journal_row),
-            lake=LakeSpec("bronze/anomalies", ANOMALIES_SCHEMA, anomaly_lake_row),
+            lake=LakeSpec("bronze/anomalies", ANOMALIES_SCHEMA, columns=anomaly_lake_columns, source=lake_source),
         )
 
     async def compute(self, model: AnomalyEnsemble, version: str, admitted: list[Admitted]) -> list[Any]:

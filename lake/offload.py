@@ -5,7 +5,7 @@ Only this module's functions run in the child (light imports: pyarrow, no Faust,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -66,18 +66,22 @@ def received(row: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
 def write_rows(
     root: str, name: str, schema: pa.Schema, partition_by: Sequence[str], rows: list[Shipped],
     shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    columns: Callable[[list[dict[str, Any]]], Mapping[str, Any]] | None = None,
 ) -> int:
-    """In the child: write `rows` (shaped by `shape` first, see `LakeDataset`); returns how many were new."""
+    """In the child: write `rows` (flattened by `shape` or `columns` first, see `LakeDataset`); returns how
+    many were new."""
     dataset = _datasets.get((root, name))
     if dataset is None:
-        dataset = _datasets[(root, name)] = LakeDataset(Path(root), name, schema, partition_by, shape)
+        dataset = _datasets[(root, name)] = LakeDataset(Path(root), name, schema, partition_by, shape, columns)
     written = dataset.write((received(row, names), SourcePosition(*position)) for row, position, names in rows)
     return_freed_memory()
     return written
 
 
 def ready() -> bool:
-    """In the child: nothing (a call that starts the process and loads this module ahead of the first flush)."""
+    """In the child: a call that starts the process and loads what the first flush would, ahead of it: this
+    module, and what pyarrow imports on its first table (pandas when installed: seconds on a busy machine)."""
+    pa.Table.from_pydict({"warm": [0]}).take(pa.array([0]))
     return True
 
 

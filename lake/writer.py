@@ -15,7 +15,7 @@ import os
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,15 @@ def return_freed_memory() -> None:
         _malloc_trim(0)
 
 
+def _as_list(column: Any, count: int) -> list[Any]:
+    """A column given as a list, an Arrow array or left out (null), as a list of `count` values."""
+    if column is None:
+        return [None] * count
+    if isinstance(column, pa.Array | pa.ChunkedArray):
+        return column.to_pylist()  # type: ignore[no-any-return]
+    return list(column)
+
+
 @functools.lru_cache(maxsize=65536, typed=True)
 def _safe(value: Any) -> str:
     text = "__HIVE_DEFAULT_PARTITION__" if value is None or value == "" else str(value)
@@ -69,6 +78,7 @@ class LakeDataset:
     def __init__(
         self, root: Path, name: str, schema: pa.Schema, partition_by: Sequence[str] = (),
         shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        columns: Callable[[list[dict[str, Any]]], Mapping[str, Any]] | None = None,
     ) -> None:
         self.root = Path(root)
         self.name = name
@@ -77,6 +87,10 @@ class LakeDataset:
         # how an added row becomes a lake row, applied when the rows are written (off the event loop); a
         # module-level function, so that a writer process receives it by reference
         self.shape = shape
+        # or how a whole write's added rows become the lake's columns at once (lists or Arrow arrays, one
+        # per schema column, partition columns included; a column left out is null): Arrow builds them
+        # without a dict per row. Used instead of `shape`; also a module-level function
+        self.columns = columns
         self.path = self.root / name
         self._file_schema = pa.schema([f for f in schema if f.name not in self.partition_by])
         self._high_water: dict[tuple[str, int, str], int] = {}
@@ -90,6 +104,30 @@ class LakeDataset:
 
     def _hive_dir(self, row: dict[str, Any]) -> str:
         return "/".join(f"{col}={_safe(row.get(col))}" for col in self.partition_by)
+
+    def _hive_dirs(self, columns: Mapping[str, Any], count: int) -> list[str]:
+        """Each row's Hive directory, from a write's columns."""
+        if not self.partition_by:
+            return [""] * count
+        values = [_as_list(columns.get(col), count) for col in self.partition_by]
+        directories: dict[tuple[Any, ...], str] = {}  # partition values -> their directory
+        hive_dirs = []
+        for row in zip(*values, strict=True):
+            directory = directories.get(row)
+            if directory is None:
+                directory = directories[row] = "/".join(
+                    f"{col}={_safe(value)}" for col, value in zip(self.partition_by, row, strict=True)
+                )
+            hive_dirs.append(directory)
+        return hive_dirs
+
+    def _table(self, columns: Mapping[str, Any], count: int) -> pa.Table:
+        """A write's columns as one table of the file schema (a column left out is null)."""
+        return pa.Table.from_pydict(
+            {field.name: columns[field.name] if field.name in columns else pa.nulls(count, field.type)
+             for field in self._file_schema},
+            schema=self._file_schema,
+        )
 
     def _written_up_to(self, topic: str, partition: int, hive_dir: str) -> int:
         key = (topic, partition, hive_dir)
@@ -112,11 +150,17 @@ class LakeDataset:
         The new rows are converted to Arrow columns once, grouped by (source partition, Hive partition),
         and each group is written as a slice of that one table (one file per group)."""
         shape = self.shape
-        entries = list(rows) if shape is None else [(shape(row), position) for row, position in rows]
+        columns: Mapping[str, Any] | None = None
+        if self.columns is not None:
+            entries = list(rows)
+            columns = self.columns([row for row, _ in entries])
+            hive_dirs = self._hive_dirs(columns, len(entries))
+        else:
+            entries = list(rows) if shape is None else [(shape(row), position) for row, position in rows]
+            hive_dirs = [self._hive_dir(row) for row, _ in entries]
         groups: dict[tuple[str, int, str], list[int]] = defaultdict(list)
-        hive_dir = self._hive_dir
-        for index, (row, position) in enumerate(entries):
-            groups[(position.topic, position.partition, hive_dir(row))].append(index)
+        for index, ((_, position), hive_dir) in enumerate(zip(entries, hive_dirs, strict=True)):
+            groups[(position.topic, position.partition, hive_dir)].append(index)
         with self._lock:
             chosen: list[tuple[tuple[str, int, str], list[int]]] = []
             for key, members in groups.items():
@@ -127,9 +171,16 @@ class LakeDataset:
             if not chosen:
                 return 0
             order = [index for _, fresh in chosen for index in fresh]
-            ordered = [entries[index][0] for index in order]
-            columns = {name: [row.get(name) for row in ordered] for name in self._file_schema.names}
-            table = pa.Table.from_pydict(columns, schema=self._file_schema)
+            if columns is None:
+                ordered = [entries[index][0] for index in order]
+                table = pa.Table.from_pydict(
+                    {name: [row.get(name) for row in ordered] for name in self._file_schema.names},
+                    schema=self._file_schema,
+                )
+            else:
+                table = self._table(columns, len(entries))
+                if order != list(range(len(entries))):
+                    table = table.take(pa.array(order, pa.int64()))
             start = 0
             for (topic, partition, directory_name), fresh in chosen:
                 offsets = [entries[index][1].offset for index in fresh]

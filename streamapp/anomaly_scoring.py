@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lake.model_outputs import sorted_json_bytes
 from lake.offload import EPOCH, MICROSECOND  # the lake's own UTC-microsecond conversion
 from models.base import missing_features
 from streamapp.feature_messages import (  # noqa: F401  (parse_time, message_problems: re-exported)
@@ -126,7 +127,8 @@ detection_id = record_key  # the journal key: a replay updates the same row
 MessageHead = tuple[str, str, str, Mapping[str, Any], Mapping[str, Any] | None, int]
 # a prepared result as it crosses back: final score, verdict, the result's JSON up to its criticality field
 # (no closing brace), and its journal row without criticality and creation time (JSON columns as JSON
-# bytes, the timestamp as UTC microseconds since the epoch: a datetime costs more to pickle)
+# bytes, features and metadata with sorted keys as the lake keeps them; the timestamp as UTC microseconds
+# since the epoch: a datetime costs more to pickle, and the lake takes the integer as it is)
 Prepared = tuple[float, bool, bytes, dict[str, Any]]
 
 
@@ -148,8 +150,8 @@ def score_and_prepare(
             "detection_id": detection_id(asset_id, sensor_id, timestamp), "asset_id": asset_id,
             "sensor_id": sensor_id, "timestamp": (parse_time(timestamp) - EPOCH) // MICROSECOND,
             "final_score": fields["final_score"], "is_anomaly": fields["is_anomaly"],
-            "scores": json_bytes(fields["scores"]), "features": json_bytes(fields["features"]),
-            "metadata": json_bytes(fields["metadata"]), "model_version": version,
+            "scores": json_bytes(fields["scores"]), "features": sorted_json_bytes(fields["features"]),
+            "metadata": sorted_json_bytes(fields["metadata"]), "model_version": version,
         }
         prepared.append((fields["final_score"], fields["is_anomaly"], json_bytes(fields)[:-1], row))
     return prepared
@@ -170,13 +172,16 @@ _CRITICALITY_FIELD = {level: b',"criticality":' + json_bytes(level) + b"}" for l
 
 class PreparedResult:
     """One `AnomalyResult` of the agent: prepared in the model process, completed with its criticality.
-    `dumps()` gives the same bytes as the record built by `anomaly_result` (criticality is its last field)."""
+    `dumps()` gives the same bytes as the record built by `anomaly_result` (criticality is its last field);
+    `lake_row` is its journal row as the lake takes it (timestamp in UTC microseconds, no creation time)."""
 
-    __slots__ = ("asset_id", "final_score", "is_anomaly", "criticality", "_head", "_row")
+    __slots__ = ("asset_id", "final_score", "is_anomaly", "criticality", "_head", "lake_row")
 
     def __init__(self, asset_id: str, prepared: Prepared, criticality: str) -> None:
         self.asset_id, self.criticality = asset_id, criticality
-        self.final_score, self.is_anomaly, self._head, self._row = prepared
+        self.final_score, self.is_anomaly, self._head, row = prepared
+        row["criticality"] = criticality  # the row came from the model process: this result's own
+        self.lake_row = row
 
     def dumps(self) -> bytes:
         field = _CRITICALITY_FIELD.get(self.criticality) or b',"criticality":' + json_bytes(self.criticality) + b"}"
@@ -186,11 +191,16 @@ class PreparedResult:
 def journal_row(result: PreparedResult, created_at: datetime) -> dict[str, Any]:
     """The `anomaly_detections` row of a result (column names of `AnomalyDetectionRow`; the JSON columns
     hold JSON bytes, written as they are)."""
-    row = dict(result._row)
+    row = dict(result.lake_row)
     row["timestamp"] = EPOCH + row["timestamp"] * MICROSECOND
-    row["criticality"] = result.criticality
     row["created_at"] = created_at
     return row
+
+
+def lake_source(result: PreparedResult, journal: dict[str, Any]) -> dict[str, Any]:
+    """What a result ships to `bronze/anomalies` (`lake.model_outputs.anomaly_lake_columns` flattens it in
+    the lake process): its prepared row, whose integer timestamp costs less to pickle than the journal's datetime."""
+    return result.lake_row
 
 
 # ---- running figures ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
@@ -118,14 +118,23 @@ class JournalSpec:
     row: Callable[[Any, datetime], dict[str, Any]]
 
 
+def journal_source(result: Any, journal: dict[str, Any]) -> dict[str, Any]:
+    """The lake takes a result's journal row, unless its `LakeSpec` says otherwise."""
+    return journal
+
+
 @dataclass(frozen=True)
 class LakeSpec:
-    """Where journal rows go in the lake (partitioned by date): dataset, schema and the flattened row
-    (a module-level function: the lake writer applies it, in its own process)."""
+    """Where results go in the lake (partitioned by date): dataset, schema, how shipped rows are flattened,
+    one at a time (`row`) or a whole write at once (`columns`; module-level functions: the lake writer
+    applies them, in its own process; see `lake.writer.LakeDataset`), and what a result ships (from the
+    result and its journal row; by default the journal row)."""
 
     name: str
     schema: pa.Schema
-    row: Callable[[dict[str, Any]], dict[str, Any]]
+    row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    columns: Callable[[list[dict[str, Any]]], Mapping[str, Any]] | None = None
+    source: Callable[[Any, dict[str, Any]], dict[str, Any]] = journal_source
 
 
 class FeatureBatchPipeline(Generic[M, R]):
@@ -138,7 +147,7 @@ class FeatureBatchPipeline(Generic[M, R]):
         self.agent, self.watcher, self.figures, self.history = agent, watcher, figures, history
         self.output_topic, self.journal, self.lake = output, journal, lake
         self.schema_ready = False
-        self.sink: LakeSink = lake_sink(agent, [lake_dataset(lake.name, lake.schema, ["date"], lake.row)])
+        self.sink: LakeSink = lake_sink(agent, [lake_dataset(lake.name, lake.schema, ["date"], lake.row, lake.columns)])
         self.background = BackgroundBatches(BATCHES_IN_FLIGHT)
         self.state_changelog = DeferredChangelog(agent)  # per-asset state the `results` hook changes
         self._in_order: asyncio.Future[None] | None = None  # set once the last batch handed over its results
@@ -228,8 +237,10 @@ class FeatureBatchPipeline(Generic[M, R]):
             state_saved = await self.state_changelog.hand_over()
             now = datetime.now(UTC)
             rows = [self.journal.row(result, now) for result in results]
-            self.sink.add(self.lake.name, [  # flattened by `lake.row` when written
-                (row, position_of(item.event)) for row, item in zip(rows, batch.admitted, strict=True)
+            source = self.lake.source
+            self.sink.add(self.lake.name, [  # flattened by `lake.row` / `lake.columns` when written
+                (source(result, row), position_of(item.event))
+                for result, row, item in zip(results, rows, batch.admitted, strict=True)
             ])
         finally:
             if not done_in_order.done():

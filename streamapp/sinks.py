@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from streamapp import health, metrics
@@ -67,7 +67,7 @@ class ChildLakeWriter:
             return await self.thread.write(dataset, rows)
         return await self.child.run(
             offload.write_rows, str(dataset.root), dataset.name, dataset.schema, list(dataset.partition_by),
-            offload.shipped(rows), dataset.shape,
+            offload.shipped(rows), dataset.shape, dataset.columns,
         )
 
     def forget_partition(self, topic: str, partition: int) -> None:
@@ -95,8 +95,10 @@ def lake_sink(name: str, datasets: list[LakeDataset]) -> LakeSink:
 
 def lake_dataset(
     name: str, schema: Any, partition_by: list[str], shape: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    columns: Callable[[list[dict[str, Any]]], Mapping[str, Any]] | None = None,
 ) -> LakeDataset:
-    return LakeDataset(get_settings().lake_path, name, schema, partition_by, shape)
+    """A dataset under the configured lake root (`shape`, `columns`: see `LakeDataset`)."""
+    return LakeDataset(get_settings().lake_path, name, schema, partition_by, shape, columns)
 
 
 async def flush_lake(sink: LakeSink) -> int:

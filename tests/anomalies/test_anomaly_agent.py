@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ async def test_the_seed_example_is_scored_by_three_models_with_criticality_versi
     anomaly_env: Path, captured_sends: CapturedSends, serving: Serving, small_ensemble: Any
 ) -> None:
     from agents.anomalies import detect_anomalies
+    from lake.model_outputs import sorted_json
     from lake.writer import read_dataset
     from streamapp.anomaly_scoring import detection_id
     from streamapp.sinks import flush_due_lake_sinks
@@ -68,10 +70,13 @@ async def test_the_seed_example_is_scored_by_three_models_with_criticality_versi
     assert row["detection_id"] == detection_id("ASSET001", "SENSOR001", "2024-01-01T12:00:00Z")
     assert row["final_score"] == result.final_score and row["criticality"] == result.criticality
     assert row["model_version"] == "7" and len(row["scores"]) == 3
-    lake = read_dataset(anomaly_env / "lake", "bronze/anomalies").to_pylist()
-    assert [(r["asset_id"], r["date"], r["lstm_autoencoder_score"]) for r in lake] == [
-        ("ASSET001", "2024-01-01", result.scores[2].score)
-    ]
+    (lake,) = read_dataset(anomaly_env / "lake", "bronze/anomalies").to_pylist()
+    assert (lake["asset_id"], lake["date"], lake["lstm_autoencoder_score"]) == ("ASSET001", "2024-01-01",
+                                                                                 result.scores[2].score)
+    assert lake["timestamp"] == datetime(2024, 1, 1, 12, tzinfo=UTC) and lake["criticality"] == result.criticality
+    assert lake["detection_id"] == row["detection_id"] and lake["is_anomaly"] == result.is_anomaly
+    assert lake["features"] == sorted(result.features.items())  # a map column, in name order
+    assert lake["metadata"] == sorted_json(result.metadata)
 
 
 async def test_without_a_promoted_model_every_message_is_dead_lettered_as_model_not_trained(

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from lake.writer import LakeDataset, SourcePosition, read_dataset
@@ -150,3 +151,32 @@ async def test_a_failed_flush_keeps_every_row_and_acknowledges_nothing(tmp_path:
     sink.add("bronze/x", rows(5, 5))
     assert await sink.flush() == 6 and acked == ["batch"]
     assert sorted(read_dataset(tmp_path, "bronze/x").column("value").to_pylist()) == [float(v) for v in range(6)]
+
+
+def doubled_columns(rows: list[dict]) -> dict:
+    """A whole write flattened at once (`LakeDataset.columns`): the value doubled, as an Arrow array; the
+    patient column left out (null)."""
+    return {"day": [row["day"] for row in rows], "value": pa.array([row["value"] * 2 for row in rows])}
+
+
+def test_rows_flattened_a_whole_write_at_once_land_like_rows_flattened_one_by_one(tmp_path: Path) -> None:
+    dataset = LakeDataset(tmp_path, "bronze/cols", SCHEMA, ["day"], columns=doubled_columns)
+    mixed = [({"day": f"2026-11-2{offset % 3}", "value": float(offset)}, SourcePosition("t", offset % 2, offset))
+             for offset in range(12)]  # interleaved source partitions and days: one file per pair
+    assert dataset.write(mixed) == 12
+    files = sorted(path.relative_to(tmp_path / "bronze/cols").as_posix() for path in tmp_path.rglob("*.parquet"))
+    assert files == [
+        "day=2026-11-20/part-t-0-0-6.parquet", "day=2026-11-20/part-t-1-3-9.parquet",
+        "day=2026-11-21/part-t-0-4-10.parquet", "day=2026-11-21/part-t-1-1-7.parquet",
+        "day=2026-11-22/part-t-0-2-8.parquet", "day=2026-11-22/part-t-1-5-11.parquet",
+    ]
+    table = read_dataset(tmp_path, "bronze/cols")
+    by_value = sorted(zip(table.column("value").to_pylist(), table.column("day").to_pylist(),
+                          table.column("patient").to_pylist(), strict=True))
+    assert by_value == [(float(offset * 2), f"2026-11-2{offset % 3}", None) for offset in range(12)]
+    # each file holds its own rows in order
+    first = pq.read_table(tmp_path / "bronze/cols/day=2026-11-21/part-t-1-1-7.parquet")
+    assert first.column("value").to_pylist() == [2.0, 14.0]
+    # a replay over what is on disk adds only the new offsets
+    assert dataset.write(mixed + [({"day": "2026-11-20", "value": 12.0}, SourcePosition("t", 0, 12))]) == 1
+    assert read_dataset(tmp_path, "bronze/cols").num_rows == 13

@@ -260,3 +260,11 @@ def test_criticality_state_is_plain_json_and_round_trips() -> None:
     restored = CriticalityTracker(rule, json.loads(json.dumps(tracker.to_dict())))
     assert restored.to_dict() == tracker.to_dict()
     assert restored.assess("asset-1", 0.999) == tracker.assess("asset-1", 0.999)
+
+
+def test_missing_features_names_absent_non_numeric_and_non_finite_values_never_finite_numbers() -> None:
+    from models.base import missing_features
+
+    features = {"a": 1.5, "b": 2, "c": float("nan"), "d": float("inf"), "e": -float("inf"), "f": True, "g": "3",
+                "h": None, "i": -0.0}
+    assert missing_features(list("abcdefghij"), features) == ["c", "d", "e", "f", "g", "h", "j"]
