@@ -240,11 +240,40 @@ def plan(only: list[str]) -> list[Registered]:
     return [entry for name, entry in REGISTRY.items() if name in wanted]
 
 
+QUIET_BUSY_SHARE = 0.2  # the machine is quiet when its CPUs are at most this busy over a second
+QUIET_WAIT_MAX_S = 120.0
+
+
+async def wait_until_quiet(outcome: Outcome) -> None:
+    """Before a benchmark, wait (up to `QUIET_WAIT_MAX_S`) until the machine is quiet: what the previous
+    benchmark left running (PostgreSQL's autovacuum of a million inserted rows, the broker's log work) would
+    otherwise take CPU from the measurement, more from a pipeline spread over several processes than from
+    the one-process trivial agent it is compared with. How long it waited is noted, and if it gave up."""
+    import psutil
+
+    started = time.monotonic()
+    psutil.cpu_percent(None)
+    busy = 1.0
+    while time.monotonic() - started < QUIET_WAIT_MAX_S:
+        await asyncio.sleep(1.0)
+        busy = psutil.cpu_percent(None) / 100
+        if busy <= QUIET_BUSY_SHARE:
+            break
+    waited = time.monotonic() - started
+    if busy > QUIET_BUSY_SHARE:
+        outcome.notes.append(f"the machine stayed busy ({busy:.0%} of its CPUs) for {waited:.0f} s before this "
+                             "benchmark: measured anyway")
+    elif waited >= 2.5:
+        outcome.notes.append(f"waited {waited:.0f} s for the machine to become quiet before this benchmark")
+
+
 async def run_one(run: BenchRun, entry: Registered) -> Outcome:
     outcome = Outcome(entry.name, entry.title)
     started = time.perf_counter()
     print(f"\n== {entry.name}: {entry.title}", flush=True)
     try:
+        if not run.quick:  # a smoke run measures nothing
+            await wait_until_quiet(outcome)
         await entry.run(run, outcome)
     except Exception as exc:  # a failed benchmark is reported, the others still run
         outcome.error = f"{type(exc).__name__}: {exc}"[:2000]

@@ -178,3 +178,47 @@ async def test_messages_the_journal_could_not_hold_are_dead_lettered_and_nan_ext
     (result,) = captured_sends.values("anomalies-detected")
     assert "extra" not in result.features and result.metadata["gain"] is None
     assert row["asset_id"] == "N1" and row["metadata"]["gain"] is None
+
+
+async def test_on_postgresql_the_journal_holds_what_was_published_awkward_text_and_replays_included(
+    anomaly_env: Path, captured_sends: CapturedSends, serving: Serving, small_ensemble: Any, pg_database_url: str,
+    monkeypatch: Any,
+) -> None:
+    """The journal on PostgreSQL (the unnest upsert of prepared rows): awkward text survives, a replayed
+    message updates its row, and the row is the published result's."""
+    from agents.anomalies import detect_anomalies
+    from streamapp.db.engines import dispose_all
+    from streamapp.settings import get_settings
+
+    monkeypatch.setenv("STREAMAPP_DATABASE_URL", pg_database_url)
+    get_settings.cache_clear()
+    await dispose_all()
+    serving.serve(small_ensemble, "7")
+    body = copy.deepcopy(SEED_EXAMPLE)
+    body["metadata"] = {"note": 'tab\there\nnew "line" \\ é', "nested": {"b": 1, "a": None}}
+    awkward = ExtractedFeatures(**{**body, "asset_id": "A\\1\t", "sensor_id": "S\n1"})
+    try:
+        async with detect_anomalies.test_context() as agent:
+            await agent.put(awkward, key="A\\1\t")
+            await agent.put(message("ASSET002"), key="ASSET002")
+            await wait_for(lambda: len(captured_sends.values("anomalies-detected")) == 2, within_s=20)
+            await journal_holds(anomaly_env, 2)
+            await agent.put(awkward, key="A\\1\t")  # the same message again: its row is updated, not doubled
+            await wait_for(lambda: len(captured_sends.values("anomalies-detected")) == 3, within_s=20)
+            await asyncio.sleep(0.5)
+            listed = await journal(anomaly_env)
+    finally:
+        await dispose_all()
+    rows = {row["asset_id"]: row for row in listed}
+    assert len(listed) == 2 and set(rows) == {"A\\1\t", "ASSET002"}
+    published = {result.asset_id: result for result in captured_sends.values("anomalies-detected")}
+    for asset_id, row in rows.items():
+        result = published[asset_id]
+        assert (row["sensor_id"], row["criticality"], row["model_version"]) == (
+            result.sensor_id, result.criticality, result.model_version)
+        assert row["final_score"] == result.final_score and row["is_anomaly"] == result.is_anomaly
+        assert row["timestamp"] == datetime.fromisoformat(result.timestamp.replace("Z", "+00:00"))
+        assert row["metadata"] == result.metadata and row["features"] == result.features
+        assert row["scores"] == [score.asdict() for score in result.scores]
+        assert row["created_at"].tzinfo is not None
+    assert rows["A\\1\t"]["metadata"]["note"] == 'tab\there\nnew "line" \\ é'
