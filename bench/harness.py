@@ -240,7 +240,8 @@ def plan(only: list[str]) -> list[Registered]:
     return [entry for name, entry in REGISTRY.items() if name in wanted]
 
 
-QUIET_BUSY_SHARE = 0.2  # the machine is quiet when its CPUs are at most this busy over a second
+QUIET_BUSY_SHARE = 0.2  # the machine is quiet when its CPUs are at most this busy over a sample
+QUIET_SAMPLE_S = 1.0
 QUIET_WAIT_MAX_S = 120.0
 
 
@@ -248,23 +249,25 @@ async def wait_until_quiet(outcome: Outcome) -> None:
     """Before a benchmark, wait (up to `QUIET_WAIT_MAX_S`) until the machine is quiet: what the previous
     benchmark left running (PostgreSQL's autovacuum of a million inserted rows, the broker's log work) would
     otherwise take CPU from the measurement, more from a pipeline spread over several processes than from
-    the one-process trivial agent it is compared with. How long it waited is noted, and if it gave up."""
+    the one-process trivial agent it is compared with. A wait is noted, and so is giving up."""
     import psutil
 
     started = time.monotonic()
     psutil.cpu_percent(None)
-    busy = 1.0
-    while time.monotonic() - started < QUIET_WAIT_MAX_S:
-        await asyncio.sleep(1.0)
+    samples = 0
+    while True:
+        await asyncio.sleep(QUIET_SAMPLE_S)
+        samples += 1
         busy = psutil.cpu_percent(None) / 100
+        waited = time.monotonic() - started
         if busy <= QUIET_BUSY_SHARE:
-            break
-    waited = time.monotonic() - started
-    if busy > QUIET_BUSY_SHARE:
-        outcome.notes.append(f"the machine stayed busy ({busy:.0%} of its CPUs) for {waited:.0f} s before this "
-                             "benchmark: measured anyway")
-    elif waited >= 2.5:
-        outcome.notes.append(f"waited {waited:.0f} s for the machine to become quiet before this benchmark")
+            if samples > 1:
+                outcome.notes.append(f"waited {waited:.0f} s for the machine to become quiet before this benchmark")
+            return
+        if waited >= QUIET_WAIT_MAX_S:
+            outcome.notes.append(f"the machine stayed busy ({busy:.0%} of its CPUs) for {waited:.0f} s before this "
+                                 "benchmark: measured anyway")
+            return
 
 
 async def run_one(run: BenchRun, entry: Registered) -> Outcome:
