@@ -147,8 +147,10 @@ class LakeDataset:
     def write(self, rows: Iterable[tuple[dict[str, Any], SourcePosition]]) -> int:
         """Write rows (blocking: call it from an executor). Returns how many rows were new.
 
-        The new rows are converted to Arrow columns once, grouped by (source partition, Hive partition),
-        and each group is written as a slice of that one table (one file per group)."""
+        The rows are grouped by (source partition, Hive partition) and the new ones converted to Arrow
+        columns once, in group order, each group written as a slice of that one table (one file per group).
+        With `columns`, the whole write is converted first (the Hive partitions read from its columns) and
+        its new rows taken in group order."""
         shape = self.shape
         columns: Mapping[str, Any] | None = None
         if self.columns is not None:
