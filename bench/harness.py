@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-PROJECT = Path(__file__).resolve().parents[1]
+from bench.shared_data import PROJECT  # the repository root, defined once
+
 RESULTS = PROJECT / "bench" / "results"
 README = PROJECT / "README.md"
 START_MARK, END_MARK = "<!-- bench:start -->", "<!-- bench:end -->"

@@ -39,7 +39,7 @@ class FeatureHistory:
             name, key_type=str, default=None,
             help=help or "asset_id -> the asset's most recent feature vectors, oldest first",
         )
-        self._touched = DeferredChangelog(name)  # assets changed since the last persist()
+        self._changelog = DeferredChangelog(name)  # the assets changed since the last persist()
 
     @property
     def size(self) -> int:
@@ -72,18 +72,18 @@ class FeatureHistory:
                 "partition": partition, "offset": entry.get("offset", -1) if offset is None else offset,
                 "vectors": window, "offsets": [*offsets, offset][-self.size:],
             }
-            self._touched.mark(self.table, asset_id, partition)
+            self._changelog.mark(self.table, asset_id, partition)
         return list(window)
 
     async def persist(self) -> Awaitable[int]:
         """Hand the changelog message of every asset changed since the last call (once each) to the
         producer; the returned awaitable gives how many once the broker has them (await it before the
         batch's acks)."""
-        return await self._touched.hand_over()
+        return await self._changelog.hand_over()
 
     def discard_pending(self) -> None:
         """Forget the assets touched since the last persist (after a rebalance took their partitions)."""
-        self._touched.discard()
+        self._changelog.discard()
 
 
 anomaly_history = FeatureHistory(
